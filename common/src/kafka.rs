@@ -1,0 +1,279 @@
+//! Kafka client settings shared by producers, consumers and admin clients.
+//!
+//! Security settings come from flags or `SHOPSTREAM_KAFKA_*` env vars; in
+//! Kubernetes the operator fills the env vars from the Pipeline's credentials
+//! Secret, so secrets never appear in a pod spec or a log line.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use rdkafka::ClientConfig;
+use rdkafka::client::{Client, ClientContext};
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn uses_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn as_librdkafka(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+#[derive(Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "SHOPSTREAM_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+
+    /// Kafka security protocol.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t)]
+    pub kafka_security_protocol: SecurityProtocol,
+
+    /// SASL mechanism (with a sasl_* security protocol).
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_MECHANISM", value_enum)]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+
+    /// SASL username.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SASL password (prefer the env var: flags show up in process listings).
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
+
+    /// PEM file of CA certificates to verify the brokers with.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_CA_FILE")]
+    pub kafka_ca_file: Option<String>,
+
+    /// PEM client certificate for mutual TLS.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_CERT_FILE")]
+    pub kafka_cert_file: Option<String>,
+
+    /// PEM client key for mutual TLS.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_KEY_FILE")]
+    pub kafka_key_file: Option<String>,
+}
+
+// Hand-written so the password can never reach a log through `{:?}`.
+impl fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaArgs")
+            .field("brokers", &self.brokers)
+            .field("security_protocol", &self.kafka_security_protocol)
+            .field("sasl_mechanism", &self.kafka_sasl_mechanism)
+            .field("sasl_username", &self.kafka_sasl_username)
+            .field(
+                "sasl_password",
+                &self.kafka_sasl_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ca_file", &self.kafka_ca_file)
+            .finish()
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum KafkaError {
+    #[error("invalid Kafka settings: {0}")]
+    Settings(String),
+    #[error("cannot create the Kafka client for {brokers}: {source}")]
+    Client {
+        brokers: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot reach Kafka at {brokers} within {timeout:?}: {source}")]
+    Unreachable {
+        brokers: String,
+        timeout: Duration,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error(
+        "topic `{topic}` does not exist on {brokers}; create it first (the operator does this for a Pipeline)"
+    )]
+    NoSuchTopic { topic: String, brokers: String },
+    #[error("topic `{topic}` reported an error: {detail}")]
+    TopicError { topic: String, detail: String },
+}
+
+impl KafkaArgs {
+    /// Plaintext settings for a broker list; used by tests and tools.
+    pub fn plaintext(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            kafka_security_protocol: SecurityProtocol::Plaintext,
+            kafka_sasl_mechanism: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password: None,
+            kafka_ca_file: None,
+            kafka_cert_file: None,
+            kafka_key_file: None,
+        }
+    }
+
+    /// The base librdkafka configuration: bootstrap servers and security.
+    pub fn client_config(&self) -> Result<ClientConfig, KafkaError> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers)
+            // IPv4 first: librdkafka may otherwise try ::1 for `localhost`.
+            .set("broker.address.family", "v4")
+            .set("security.protocol", self.kafka_security_protocol.as_librdkafka());
+        if self.kafka_security_protocol.uses_sasl() {
+            let mechanism = self.kafka_sasl_mechanism.ok_or_else(|| {
+                KafkaError::Settings("a sasl_* security protocol needs --kafka-sasl-mechanism".into())
+            })?;
+            let (Some(user), Some(password)) = (&self.kafka_sasl_username, &self.kafka_sasl_password) else {
+                return Err(KafkaError::Settings(
+                    "SASL needs a username and password (SHOPSTREAM_KAFKA_SASL_USERNAME / _PASSWORD)".into(),
+                ));
+            };
+            cfg.set("sasl.mechanism", mechanism.as_librdkafka())
+                .set("sasl.username", user)
+                .set("sasl.password", password);
+        } else if self.kafka_sasl_mechanism.is_some() {
+            return Err(KafkaError::Settings(
+                "--kafka-sasl-mechanism needs --kafka-security-protocol sasl-plaintext or sasl-ssl".into(),
+            ));
+        }
+        for (key, value) in [
+            ("ssl.ca.location", &self.kafka_ca_file),
+            ("ssl.certificate.location", &self.kafka_cert_file),
+            ("ssl.key.location", &self.kafka_key_file),
+        ] {
+            if let Some(v) = value {
+                cfg.set(key, v);
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// Ask the cluster for `topic`'s metadata: proves the brokers are reachable and
+/// the topic exists, and returns its partition count.
+pub fn topic_partitions<C: ClientContext>(
+    client: &Client<C>,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<usize, KafkaError> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|source| KafkaError::Unreachable {
+            brokers: brokers.to_string(),
+            timeout,
+            source,
+        })?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(KafkaError::NoSuchTopic {
+            topic: topic.to_string(),
+            brokers: brokers.to_string(),
+        });
+    };
+    match t.error() {
+        None if !t.partitions().is_empty() => Ok(t.partitions().len()),
+        None => Err(KafkaError::NoSuchTopic {
+            topic: topic.to_string(),
+            brokers: brokers.to_string(),
+        }),
+        Some(code) => {
+            let code = rdkafka::types::RDKafkaErrorCode::from(code);
+            if code == rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                Err(KafkaError::NoSuchTopic {
+                    topic: topic.to_string(),
+                    brokers: brokers.to_string(),
+                })
+            } else {
+                Err(KafkaError::TopicError {
+                    topic: topic.to_string(),
+                    detail: code.to_string(),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(cfg: &ClientConfig, key: &str) -> Option<String> {
+        cfg.get(key).map(str::to_string)
+    }
+
+    #[test]
+    fn plaintext_sets_only_servers_and_protocol() {
+        let cfg = KafkaArgs::plaintext("127.0.0.1:9092").client_config().unwrap();
+        assert_eq!(get(&cfg, "bootstrap.servers").as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(get(&cfg, "security.protocol").as_deref(), Some("plaintext"));
+        assert_eq!(get(&cfg, "sasl.username"), None);
+    }
+
+    #[test]
+    fn sasl_needs_mechanism_and_credentials() {
+        let mut args = KafkaArgs::plaintext("b:9093");
+        args.kafka_security_protocol = SecurityProtocol::SaslSsl;
+        assert!(
+            args.client_config()
+                .unwrap_err()
+                .to_string()
+                .contains("mechanism")
+        );
+        args.kafka_sasl_mechanism = Some(SaslMechanism::ScramSha512);
+        assert!(
+            args.client_config()
+                .unwrap_err()
+                .to_string()
+                .contains("username and password")
+        );
+        args.kafka_sasl_username = Some("svc".into());
+        args.kafka_sasl_password = Some("s3cret".into());
+        args.kafka_ca_file = Some("/etc/ca.pem".into());
+        let cfg = args.client_config().unwrap();
+        assert_eq!(get(&cfg, "security.protocol").as_deref(), Some("sasl_ssl"));
+        assert_eq!(get(&cfg, "sasl.mechanism").as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(get(&cfg, "ssl.ca.location").as_deref(), Some("/etc/ca.pem"));
+        assert!(!format!("{args:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn mechanism_without_sasl_protocol_is_rejected() {
+        let mut args = KafkaArgs::plaintext("b:9092");
+        args.kafka_sasl_mechanism = Some(SaslMechanism::Plain);
+        assert!(matches!(args.client_config(), Err(KafkaError::Settings(_))));
+    }
+}

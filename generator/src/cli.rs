@@ -1,0 +1,175 @@
+//! Command-line flags; each has a `SHOPSTREAM_*` environment equivalent so a
+//! Kubernetes Deployment can configure the generator through env vars.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use shopstream_common::kafka::KafkaArgs;
+use shopstream_common::logging::LogFormat;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "shopstream-generator",
+    version,
+    about = "Produce realistic synthetic e-commerce traffic (page views, cart adds, purchases) to Kafka",
+    after_help = "Every flag can also be set with the SHOPSTREAM_* environment variable shown."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Topic to produce to (it must exist).
+    #[arg(long, env = "SHOPSTREAM_TOPIC", default_value = "shopstream-events")]
+    pub topic: String,
+
+    /// Target events per second; 0 means as fast as possible.
+    #[arg(long, env = "SHOPSTREAM_RATE", default_value_t = 1000.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Load profile YAML (`stages: [{durationSeconds, eventsPerSecond, ramp}]`); overrides --rate.
+    #[arg(long, env = "SHOPSTREAM_PROFILE", conflicts_with = "rate")]
+    pub profile: Option<PathBuf>,
+
+    /// Stop after this many messages (valid and invalid).
+    #[arg(long, env = "SHOPSTREAM_TOTAL")]
+    pub total: Option<u64>,
+
+    /// Stop after this long, e.g. `90s` or `10m`.
+    #[arg(long, env = "SHOPSTREAM_DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Seed of the customer population, catalog and traffic: same seed,
+    /// instance and total give the same events (timestamps aside).
+    #[arg(long, env = "SHOPSTREAM_SEED", default_value_t = 1)]
+    pub seed: u64,
+
+    /// Name of this producer; instances with different names never share
+    /// event or order ids. Defaults to the host name (the pod name in Kubernetes).
+    #[arg(long, env = "SHOPSTREAM_INSTANCE")]
+    pub instance: Option<String>,
+
+    /// Size of the customer population.
+    #[arg(long, env = "SHOPSTREAM_CUSTOMERS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000_000))]
+    pub customers: u32,
+
+    /// Size of the product catalog.
+    #[arg(long, env = "SHOPSTREAM_PRODUCTS", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub products: u32,
+
+    /// Share of messages that are deliberately invalid, 0 to 1.
+    #[arg(long, env = "SHOPSTREAM_INVALID_RATIO", default_value_t = 0.0, value_parser = parse_ratio)]
+    pub invalid_ratio: f64,
+
+    /// Write the JSON audit here at the end (and on SIGTERM/SIGINT).
+    #[arg(long, env = "SHOPSTREAM_SUMMARY_FILE")]
+    pub summary_file: Option<PathBuf>,
+
+    /// Serve Prometheus /metrics and /healthz on this address, e.g. 0.0.0.0:9100.
+    #[arg(long, env = "SHOPSTREAM_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log format.
+    #[arg(long, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+
+    /// How often to log a progress line.
+    #[arg(long, env = "SHOPSTREAM_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
+
+    /// How long Kafka may take to acknowledge a message before it counts as lost.
+    #[arg(long, env = "SHOPSTREAM_DELIVERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// How long to wait for the brokers at start-up.
+    #[arg(long, env = "SHOPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+impl Cli {
+    pub fn instance(&self) -> String {
+        self.instance.clone().unwrap_or_else(host_name)
+    }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "generator".to_string())
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "must be 0 (unlimited) or a positive number of events per second, got {s}"
+        ))
+    }
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be between 0 and 1, got {s}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse_and_bad_values_are_usage_errors() {
+        let ok = Cli::try_parse_from([
+            "g",
+            "--rate",
+            "0",
+            "--total",
+            "5",
+            "--duration",
+            "1m",
+            "--invalid-ratio",
+            "0.02",
+            "--instance",
+            "a",
+        ])
+        .unwrap();
+        assert_eq!(ok.rate, 0.0);
+        assert_eq!(ok.duration, Some(Duration::from_secs(60)));
+        assert_eq!(ok.instance(), "a");
+
+        let cases: &[(&[&str], &str)] = &[
+            (&["g", "--rate=-5"], "positive number"),
+            (&["g", "--invalid-ratio", "1.5"], "between 0 and 1"),
+            (&["g", "--duration", "soon"], "--duration"),
+            (&["g", "--customers", "0"], "--customers"),
+            (
+                &["g", "--rate", "10", "--profile", "p.yaml"],
+                "cannot be used with",
+            ),
+            (&["g", "--no-such-flag"], "unexpected argument"),
+        ];
+        for (args, needle) in cases {
+            let err = Cli::try_parse_from(*args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

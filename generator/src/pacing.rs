@@ -1,0 +1,227 @@
+//! Rate control. The pacer compares how many events the schedule asks for by
+//! now (the integral of the target rate) with how many were sent, so errors
+//! never accumulate: a slow moment is made up right after, and the achieved
+//! rate over any window tracks the target. Pure: the caller owns the clock.
+
+use std::time::Duration;
+
+use shopstream_model::LoadProfile;
+
+/// Most events sent in one go before the loop looks at the clock again.
+pub const MAX_BURST: u64 = 1_024;
+/// Longest sleep, so stop requests and stage changes are noticed promptly.
+const MAX_WAIT: Duration = Duration::from_millis(20);
+const MIN_WAIT: Duration = Duration::from_micros(200);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// As fast as the producer can go.
+    Unlimited,
+    /// A steady rate, events per second.
+    Constant(f64),
+    /// Stages held or ramped (see [`LoadProfile`]).
+    Profile(LoadProfile),
+}
+
+impl Schedule {
+    /// Target rate at `elapsed` seconds; `None` when unlimited or finished.
+    pub fn rate_at(&self, elapsed: f64) -> Option<f64> {
+        match self {
+            Schedule::Unlimited => None,
+            Schedule::Constant(r) => Some(*r),
+            Schedule::Profile(p) => p.position(elapsed).map(|pos| pos.rate),
+        }
+    }
+
+    /// Current profile stage index, if any.
+    pub fn stage_at(&self, elapsed: f64) -> Option<usize> {
+        match self {
+            Schedule::Profile(p) => p.position(elapsed).map(|pos| pos.stage),
+            _ => None,
+        }
+    }
+
+    fn events_until(&self, elapsed: f64) -> Option<f64> {
+        match self {
+            Schedule::Unlimited => None,
+            Schedule::Constant(r) => Some(r * elapsed),
+            Schedule::Profile(p) => Some(p.events_until(elapsed)),
+        }
+    }
+
+    fn finished(&self, elapsed: f64) -> bool {
+        match self {
+            Schedule::Profile(p) => p.total_seconds().is_some_and(|t| elapsed >= t as f64),
+            _ => false,
+        }
+    }
+}
+
+/// What the producing loop should do next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Send this many events now.
+    Send(u64),
+    /// Nothing is due; check again after this long.
+    Wait(Duration),
+    /// The schedule has ended and everything due was sent.
+    Done,
+}
+
+/// Decide the next step given the time since the start and the events sent.
+pub fn next(schedule: &Schedule, elapsed: Duration, sent: u64) -> Pace {
+    let t = elapsed.as_secs_f64();
+    let Some(due_total) = schedule.events_until(t) else {
+        return Pace::Send(MAX_BURST);
+    };
+    let due = (due_total.floor() as u64).saturating_sub(sent);
+    if due > 0 {
+        return Pace::Send(due.min(MAX_BURST));
+    }
+    if schedule.finished(t) {
+        return Pace::Done;
+    }
+    let rate = schedule.rate_at(t).unwrap_or(0.0);
+    let wait = if rate > 0.0 {
+        // Time until the next whole event is due at the current rate.
+        let missing = (sent as f64 + 1.0 - due_total).max(0.0);
+        Duration::from_secs_f64(missing / rate)
+    } else {
+        MAX_WAIT
+    };
+    Pace::Wait(wait.clamp(MIN_WAIT, MAX_WAIT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shopstream_model::Stage;
+
+    /// Drive the pacer on a simulated clock. Sending costs `cost_per_event`
+    /// and every wait oversleeps by `jitter`, like a real OS. Returns the
+    /// number sent at each whole second.
+    fn simulate(schedule: &Schedule, seconds: u64, cost_per_event: Duration, jitter: Duration) -> Vec<u64> {
+        let mut now = Duration::ZERO;
+        let mut sent = 0_u64;
+        let mut checkpoints = Vec::new();
+        let mut next_checkpoint = Duration::from_secs(1);
+        let end = Duration::from_secs(seconds);
+        while now < end {
+            match next(schedule, now, sent) {
+                Pace::Send(n) => {
+                    sent += n;
+                    now += cost_per_event * n as u32;
+                }
+                Pace::Wait(d) => now += d + jitter,
+                Pace::Done => break,
+            }
+            while now >= next_checkpoint && next_checkpoint <= end {
+                checkpoints.push(sent);
+                next_checkpoint += Duration::from_secs(1);
+            }
+        }
+        while checkpoints.len() < seconds as usize {
+            checkpoints.push(sent);
+        }
+        checkpoints
+    }
+
+    fn profile(stages: &[(u64, u64, bool)]) -> Schedule {
+        Schedule::Profile(LoadProfile {
+            stages: stages
+                .iter()
+                .map(|&(duration_seconds, events_per_second, ramp)| Stage {
+                    duration_seconds,
+                    events_per_second,
+                    ramp,
+                })
+                .collect(),
+            repeat: false,
+        })
+    }
+
+    #[test]
+    fn tracks_constant_step_and_ramp_profiles() {
+        let cost = Duration::from_micros(2);
+        let jitter = Duration::from_micros(80);
+        // (schedule, seconds, expected cumulative count at each second)
+        let cases: Vec<(&str, Schedule, u64, Vec<f64>)> = vec![
+            (
+                "constant 1k",
+                Schedule::Constant(1_000.0),
+                5,
+                (1..=5).map(|s| 1_000.0 * s as f64).collect(),
+            ),
+            (
+                "constant 50k",
+                Schedule::Constant(50_000.0),
+                3,
+                (1..=3).map(|s| 50_000.0 * s as f64).collect(),
+            ),
+            (
+                "step 200 -> 5000",
+                profile(&[(2, 200, false), (2, 5_000, false)]),
+                4,
+                vec![200.0, 400.0, 5_400.0, 10_400.0],
+            ),
+            (
+                "ramp 0 -> 10000 over 4 s",
+                profile(&[(4, 10_000, true)]),
+                4,
+                // integral of 2500 t: 1250 t^2
+                vec![1_250.0, 5_000.0, 11_250.0, 20_000.0],
+            ),
+        ];
+        for (name, schedule, seconds, expected) in cases {
+            let got = simulate(&schedule, seconds, cost, jitter);
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                // Within 1% (or a handful of events at low counts) of the integral.
+                let tolerance = (e * 0.01).max(5.0);
+                assert!(
+                    (*g as f64 - e).abs() <= tolerance,
+                    "{name} at {}s: sent {g}, expected {e}",
+                    i + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_slow_producer_catches_up_without_drift() {
+        // Sending takes 30 µs per event (max ~33k/s); ask for 20k/s.
+        let got = simulate(
+            &Schedule::Constant(20_000.0),
+            5,
+            Duration::from_micros(30),
+            Duration::from_micros(100),
+        );
+        let last = *got.last().unwrap() as f64;
+        assert!((last - 100_000.0).abs() / 100_000.0 < 0.01, "sent {last}");
+    }
+
+    #[test]
+    fn a_finished_profile_is_done_after_its_last_event() {
+        let s = profile(&[(1, 10, false)]);
+        assert_eq!(next(&s, Duration::from_secs(2), 10), Pace::Done);
+        assert_eq!(next(&s, Duration::from_secs(2), 7), Pace::Send(3));
+    }
+
+    #[test]
+    fn unlimited_always_sends_a_burst_and_zero_rate_waits() {
+        assert_eq!(
+            next(&Schedule::Unlimited, Duration::from_secs(9), 1 << 40),
+            Pace::Send(MAX_BURST)
+        );
+        let idle = profile(&[(10, 0, false)]);
+        assert_eq!(next(&idle, Duration::from_secs(1), 0), Pace::Wait(MAX_WAIT));
+    }
+
+    #[test]
+    fn waits_until_the_next_event_is_due() {
+        // 10/s, one sent at t=0.05: the next is due at 0.1 s.
+        let pace = next(&Schedule::Constant(10.0), Duration::from_millis(50), 0);
+        assert_eq!(pace, Pace::Wait(MAX_WAIT)); // 50 ms > MAX_WAIT, clamped
+        let pace = next(&Schedule::Constant(100.0), Duration::from_millis(5), 0);
+        assert_eq!(pace, Pace::Wait(Duration::from_millis(5)));
+    }
+}

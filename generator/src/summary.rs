@@ -1,0 +1,282 @@
+//! The audit: what was delivered, counted from delivery reports only, so it is
+//! the ground truth a warehouse can be reconciled against.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use shopstream_model::{Event, EventType};
+use thiserror::Error;
+
+use crate::invalid::{InvalidKind, KindCounts};
+
+/// What one message adds to the totals once the broker has acknowledged it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Contribution {
+    Event {
+        event_type: EventType,
+        order_lines: u64,
+        units: i64,
+        gross: Decimal,
+        discount: Decimal,
+    },
+    Invalid(InvalidKind),
+}
+
+impl Contribution {
+    pub fn of_event(event: &Event<'_>) -> Self {
+        let (order_lines, units, gross, discount) = match &event.order {
+            Some(order) => (
+                order.lines.len() as u64,
+                order.units(),
+                order.gross(),
+                order.discount(),
+            ),
+            None => (0, 0, Decimal::ZERO, Decimal::ZERO),
+        };
+        Contribution::Event {
+            event_type: event.event_type,
+            order_lines,
+            units,
+            gross,
+            discount,
+        }
+    }
+}
+
+/// Running totals of delivered messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub by_type: [u64; 3],
+    pub order_lines: u64,
+    pub units: i64,
+    pub gross: Decimal,
+    pub discount: Decimal,
+    pub invalid: KindCounts,
+}
+
+impl Tally {
+    pub fn add(&mut self, c: &Contribution) {
+        match c {
+            Contribution::Event {
+                event_type,
+                order_lines,
+                units,
+                gross,
+                discount,
+            } => {
+                self.by_type[type_index(*event_type)] += 1;
+                self.order_lines += order_lines;
+                self.units += units;
+                self.gross += gross;
+                self.discount += discount;
+            }
+            Contribution::Invalid(kind) => self.invalid.add(*kind),
+        }
+    }
+
+    pub fn events(&self) -> u64 {
+        self.by_type.iter().sum()
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.events() + self.invalid.total()
+    }
+
+    pub fn count(&self, t: EventType) -> u64 {
+        self.by_type[type_index(t)]
+    }
+}
+
+fn type_index(t: EventType) -> usize {
+    match t {
+        EventType::PageView => 0,
+        EventType::AddToCart => 1,
+        EventType::Purchase => 2,
+    }
+}
+
+/// Why production ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Total,
+    Duration,
+    Profile,
+    Signal,
+    Error,
+}
+
+/// The `--summary-file` document. Money is decimal strings; `events_*` count
+/// valid events, `invalid_*` the deliberately bad messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub instance: String,
+    pub seed: u64,
+    pub topic: String,
+    pub events_total: u64,
+    pub events_by_type: BTreeMap<String, u64>,
+    pub order_lines: u64,
+    pub units: i64,
+    pub gross_revenue: Decimal,
+    pub discount_total: Decimal,
+    pub net_revenue: Decimal,
+    pub invalid_total: u64,
+    pub invalid_by_kind: BTreeMap<String, u64>,
+    pub messages_total: u64,
+    /// Messages the broker never acknowledged; non-zero means data was lost.
+    pub delivery_failures: u64,
+    pub stopped_by: StopReason,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_seconds: f64,
+    /// Time spent producing (start-up and the final flush excluded).
+    pub producing_seconds: f64,
+    /// Delivered messages per second while producing.
+    pub events_per_second: f64,
+}
+
+pub struct RunInfo<'a> {
+    pub instance: &'a str,
+    pub seed: u64,
+    pub topic: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub producing_seconds: f64,
+    pub stopped_by: StopReason,
+    pub delivery_failures: u64,
+}
+
+impl Summary {
+    pub fn new(tally: &Tally, run: RunInfo<'_>) -> Self {
+        let duration_seconds = (run.finished_at - run.started_at)
+            .to_std()
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let events_by_type = EventType::ALL
+            .iter()
+            .map(|t| (t.as_str().to_string(), tally.count(*t)))
+            .collect();
+        let invalid_by_kind = InvalidKind::ALL
+            .iter()
+            .map(|k| (k.as_str().to_string(), tally.invalid.get(*k)))
+            .collect();
+        let messages = tally.messages();
+        Self {
+            instance: run.instance.to_string(),
+            seed: run.seed,
+            topic: run.topic.to_string(),
+            events_total: tally.events(),
+            events_by_type,
+            order_lines: tally.order_lines,
+            units: tally.units,
+            gross_revenue: tally.gross,
+            discount_total: tally.discount,
+            net_revenue: tally.gross - tally.discount,
+            invalid_total: tally.invalid.total(),
+            invalid_by_kind,
+            messages_total: messages,
+            delivery_failures: run.delivery_failures,
+            stopped_by: run.stopped_by,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            duration_seconds,
+            producing_seconds: run.producing_seconds,
+            events_per_second: if run.producing_seconds > 0.0 {
+                messages as f64 / run.producing_seconds
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Write atomically (temp file + rename): readers never see half a file.
+    pub fn write(&self, path: &Path) -> Result<(), SummaryError> {
+        let json = serde_json::to_vec_pretty(self).map_err(SummaryError::Encode)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| SummaryError::Write {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    pub fn read(path: &Path) -> Result<Self, SummaryError> {
+        let bytes = std::fs::read(path).map_err(|source| SummaryError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(SummaryError::Encode)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SummaryError {
+    #[error("cannot encode or decode the summary: {0}")]
+    Encode(serde_json::Error),
+    #[error("cannot access summary file {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::dec;
+
+    #[test]
+    fn totals_add_up_and_net_is_gross_minus_discount() {
+        let mut t = Tally::default();
+        t.add(&Contribution::Event {
+            event_type: EventType::Purchase,
+            order_lines: 2,
+            units: 3,
+            gross: dec!(44.98),
+            discount: dec!(4.00),
+        });
+        t.add(&Contribution::Event {
+            event_type: EventType::PageView,
+            order_lines: 0,
+            units: 0,
+            gross: Decimal::ZERO,
+            discount: Decimal::ZERO,
+        });
+        t.add(&Contribution::Invalid(InvalidKind::WrongType));
+        let now = Utc::now();
+        let s = Summary::new(
+            &t,
+            RunInfo {
+                instance: "gen-0",
+                seed: 42,
+                topic: "t",
+                started_at: now - chrono::Duration::seconds(2),
+                finished_at: now,
+                producing_seconds: 2.0,
+                stopped_by: StopReason::Total,
+                delivery_failures: 0,
+            },
+        );
+        assert_eq!(s.events_total, 2);
+        assert_eq!(s.messages_total, 3);
+        assert_eq!(s.events_by_type["purchase"], 1);
+        assert_eq!(s.events_by_type["add_to_cart"], 0);
+        assert_eq!(s.invalid_by_kind["wrong_type"], 1);
+        assert_eq!(s.invalid_by_kind.len(), 6);
+        assert_eq!(s.net_revenue, dec!(40.98));
+        assert!((s.events_per_second - 1.5).abs() < 1e-9);
+
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["net_revenue"],
+            serde_json::json!("40.98"),
+            "money is a decimal string"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.json");
+        s.write(&path).unwrap();
+        assert_eq!(Summary::read(&path).unwrap(), s);
+    }
+}

@@ -1,0 +1,341 @@
+//! Shopper behaviour: interleaved sessions that follow a funnel.
+//!
+//! A session browses a few products (popular ones more often), adds some to
+//! the cart and sometimes checks out. Many sessions are open at once, so
+//! customers interleave on the wire as they would in a real shop; each
+//! session's own events stay in order and share the customer key, so they
+//! keep their order within a Kafka partition.
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use rand_distr::weighted::WeightedIndex;
+use rand_distr::{Distribution, Geometric, Zipf};
+use rust_decimal::{Decimal, RoundingStrategy};
+use shopstream_model::{Event, EventType, LineItem, Order, SCHEMA_VERSION};
+use uuid::Uuid;
+
+use crate::catalog::Catalog;
+
+/// Funnel parameters; defaults resemble a busy mid-size web shop.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Sessions open at the same time.
+    pub concurrent_sessions: usize,
+    /// Chance that a viewed product goes into the cart.
+    pub cart_probability: f64,
+    /// Chance that a session with a non-empty cart checks out.
+    pub purchase_probability: f64,
+    /// Geometric parameter for extra page views after the first (mean (1-p)/p).
+    pub extra_views_p: f64,
+    /// Chance that an order line carries a discount.
+    pub discount_probability: f64,
+    /// Zipf exponent of product popularity.
+    pub product_skew: f64,
+    /// Zipf exponent of customer activity.
+    pub customer_skew: f64,
+    /// Currency of the shop's prices.
+    pub currency: &'static str,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            concurrent_sessions: 64,
+            cart_probability: 0.09,
+            purchase_probability: 0.45,
+            extra_views_p: 0.28,
+            discount_probability: 0.25,
+            product_skew: 1.05,
+            customer_skew: 0.6,
+            currency: "USD",
+        }
+    }
+}
+
+const MAX_VIEWS: u64 = 40;
+const DISCOUNT_PERCENTS: &[i64] = &[5, 10, 15, 20, 25, 30];
+const PAYMENT_METHODS: &[(&str, u32)] = &[
+    ("card", 55),
+    ("paypal", 20),
+    ("apple_pay", 10),
+    ("google_pay", 7),
+    ("bank_transfer", 5),
+    ("gift_card", 3),
+];
+/// Cart quantities 1..=5 with these weights.
+const QUANTITY_WEIGHTS: &[u32] = &[75, 17, 5, 2, 1];
+
+struct Session {
+    id: Uuid,
+    customer: usize,
+    views_left: u64,
+    /// A viewed product the shopper is about to add to the cart.
+    pending_cart: Option<usize>,
+    cart: Vec<(usize, i64)>,
+}
+
+pub struct Traffic<'c> {
+    catalog: &'c Catalog,
+    behaviour: Behaviour,
+    sessions: Vec<Session>,
+    product_rank: Zipf<f64>,
+    customer_rank: Zipf<f64>,
+    extra_views: Geometric,
+    quantity: WeightedIndex<u32>,
+    payment: WeightedIndex<u32>,
+}
+
+impl<'c> Traffic<'c> {
+    pub fn new<R: Rng>(catalog: &'c Catalog, behaviour: Behaviour, rng: &mut R) -> Self {
+        assert!(!catalog.customers.is_empty() && !catalog.products.is_empty());
+        let product_rank =
+            Zipf::new(catalog.products.len() as f64, behaviour.product_skew).expect("valid zipf");
+        let customer_rank =
+            Zipf::new(catalog.customers.len() as f64, behaviour.customer_skew).expect("valid zipf");
+        let extra_views = Geometric::new(behaviour.extra_views_p).expect("valid geometric");
+        let mut traffic = Self {
+            catalog,
+            sessions: Vec::with_capacity(behaviour.concurrent_sessions),
+            behaviour,
+            product_rank,
+            customer_rank,
+            extra_views,
+            quantity: WeightedIndex::new(QUANTITY_WEIGHTS).expect("static weights"),
+            payment: WeightedIndex::new(PAYMENT_METHODS.iter().map(|p| p.1)).expect("static weights"),
+        };
+        for _ in 0..traffic.behaviour.concurrent_sessions.max(1) {
+            let s = traffic.new_session(rng);
+            traffic.sessions.push(s);
+        }
+        traffic
+    }
+
+    fn new_session<R: Rng>(&self, rng: &mut R) -> Session {
+        Session {
+            id: random_uuid(rng),
+            customer: self.customer_rank.sample(rng) as usize - 1,
+            views_left: 1 + self.extra_views.sample(rng).min(MAX_VIEWS),
+            pending_cart: None,
+            cart: Vec::new(),
+        }
+    }
+
+    /// The next event of a randomly chosen open session.
+    pub fn next_event<R: Rng>(&mut self, rng: &mut R, now: DateTime<Utc>) -> Event<'c> {
+        let slot = rng.random_range(0..self.sessions.len());
+        loop {
+            if let Some(event) = self.advance(slot, rng, now) {
+                return event;
+            }
+            // The session ended without an event to show: a new shopper arrives.
+            self.sessions[slot] = self.new_session(rng);
+        }
+    }
+
+    fn advance<R: Rng>(&mut self, slot: usize, rng: &mut R, now: DateTime<Utc>) -> Option<Event<'c>> {
+        let catalog = self.catalog;
+        let session = &mut self.sessions[slot];
+        let (session_id, customer) = (session.id, session.customer);
+        let base = move |event_type| Event {
+            schema_version: SCHEMA_VERSION,
+            event_id: Uuid::nil(),
+            event_type,
+            event_time: now,
+            session_id,
+            customer: catalog.customers[customer].reborrow(),
+            product: None,
+            quantity: None,
+            order: None,
+        };
+        let mut event = if let Some(p) = session.pending_cart.take() {
+            let quantity = self.quantity.sample(rng) as i64 + 1;
+            match session.cart.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, qty)) => *qty += quantity,
+                None => session.cart.push((p, quantity)),
+            }
+            Event {
+                product: Some(catalog.products[p].reborrow()),
+                quantity: Some(quantity),
+                ..base(EventType::AddToCart)
+            }
+        } else if session.views_left > 0 {
+            session.views_left -= 1;
+            let p = self.product_rank.sample(rng) as usize - 1;
+            if rng.random_bool(self.behaviour.cart_probability) {
+                session.pending_cart = Some(p);
+            }
+            Event {
+                product: Some(catalog.products[p].reborrow()),
+                ..base(EventType::PageView)
+            }
+        } else if !session.cart.is_empty() && rng.random_bool(self.behaviour.purchase_probability) {
+            let cart = std::mem::take(&mut session.cart);
+            let payment = PAYMENT_METHODS[self.payment.sample(rng)].0;
+            let lines = cart
+                .into_iter()
+                .enumerate()
+                .map(|(i, (p, quantity))| {
+                    let product = catalog.products[p].reborrow();
+                    let unit_price = product.list_price;
+                    let gross = unit_price * Decimal::from(quantity);
+                    let discount = if rng.random_bool(self.behaviour.discount_probability) {
+                        let pct = DISCOUNT_PERCENTS[rng.random_range(0..DISCOUNT_PERCENTS.len())];
+                        (gross * Decimal::new(pct, 2))
+                            .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+                    } else {
+                        Decimal::new(0, 2)
+                    };
+                    LineItem {
+                        line_number: i as u32 + 1,
+                        product,
+                        quantity,
+                        unit_price,
+                        discount,
+                    }
+                })
+                .collect();
+            let order = Order {
+                order_id: random_uuid(rng),
+                currency: self.behaviour.currency.into(),
+                payment_method: payment.into(),
+                lines,
+            };
+            let event = Event {
+                order: Some(order),
+                ..base(EventType::Purchase)
+            };
+            // Checkout ends the session.
+            self.sessions[slot] = self.new_session(rng);
+            event
+        } else {
+            return None;
+        };
+        event.event_id = random_uuid(rng);
+        Some(event)
+    }
+}
+
+/// A version-4 UUID from the seeded RNG, so ids are reproducible per seed.
+pub fn random_uuid<R: Rng>(rng: &mut R) -> Uuid {
+    uuid::Builder::from_random_bytes(rng.random()).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+    use std::collections::{HashMap, HashSet};
+
+    fn events(n: usize, seed: u64) -> Vec<Event<'static>> {
+        let catalog: &'static Catalog = Box::leak(Box::new(Catalog::generate(
+            &mut Xoshiro256PlusPlus::seed_from_u64(1),
+            5_000,
+            500,
+        )));
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut t = Traffic::new(catalog, Behaviour::default(), &mut rng);
+        let now = Utc::now();
+        (0..n).map(|_| t.next_event(&mut rng, now)).collect()
+    }
+
+    #[test]
+    fn every_generated_event_is_valid() {
+        for e in events(20_000, 11) {
+            shopstream_model::validate::validate(&e).unwrap_or_else(|err| panic!("{err}: {e:?}"));
+            // And survives the wire.
+            let bytes = serde_json::to_vec(&e).unwrap();
+            assert_eq!(shopstream_model::parse_event(&bytes).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn funnel_shares_are_sane() {
+        let evs = events(100_000, 5);
+        let mut by_type: HashMap<EventType, usize> = HashMap::new();
+        for e in &evs {
+            *by_type.entry(e.event_type).or_default() += 1;
+        }
+        let share = |t| by_type.get(&t).copied().unwrap_or(0) as f64 / evs.len() as f64;
+        let (views, carts, purchases) = (
+            share(EventType::PageView),
+            share(EventType::AddToCart),
+            share(EventType::Purchase),
+        );
+        assert!((0.80..0.95).contains(&views), "views {views}");
+        assert!((0.04..0.12).contains(&carts), "carts {carts}");
+        assert!((0.01..0.06).contains(&purchases), "purchases {purchases}");
+        assert!(views > carts && carts > purchases, "a funnel narrows");
+    }
+
+    #[test]
+    fn sessions_follow_the_funnel_in_order() {
+        let evs = events(50_000, 9);
+        let mut seen: HashMap<Uuid, Vec<&Event>> = HashMap::new();
+        for e in &evs {
+            seen.entry(e.session_id).or_default().push(e);
+        }
+        let mut purchases_checked = 0;
+        for session in seen.values() {
+            assert_eq!(
+                session[0].event_type,
+                EventType::PageView,
+                "sessions start with a view"
+            );
+            let customer = &session[0].customer.customer_id;
+            assert!(session.iter().all(|e| &e.customer.customer_id == customer));
+            if let Some(pos) = session.iter().position(|e| e.event_type == EventType::Purchase) {
+                assert_eq!(pos, session.len() - 1, "purchase ends the session");
+                // Every purchased product was added to the cart earlier in the session.
+                let carted: HashSet<_> = session[..pos]
+                    .iter()
+                    .filter(|e| e.event_type == EventType::AddToCart)
+                    .map(|e| e.product.as_ref().unwrap().product_id.clone())
+                    .collect();
+                for line in &session[pos].order.as_ref().unwrap().lines {
+                    assert!(carted.contains(&line.product.product_id));
+                }
+                purchases_checked += 1;
+            }
+        }
+        assert!(purchases_checked > 100);
+    }
+
+    #[test]
+    fn popular_products_get_more_traffic() {
+        let evs = events(50_000, 3);
+        let mut views: HashMap<&str, usize> = HashMap::new();
+        for e in &evs {
+            if let Some(p) = &e.product {
+                *views.entry(p.product_id.as_ref()).or_default() += 1;
+            }
+        }
+        let mut counts: Vec<usize> = views.values().copied().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let top10: usize = counts.iter().take(10).sum();
+        let total: usize = counts.iter().sum();
+        // 10 of 500 products (2%) draw well over 10% of the views.
+        assert!(top10 * 10 > total, "top10 {top10} of {total}");
+    }
+
+    #[test]
+    fn ids_are_unique_and_discounts_bounded() {
+        let evs = events(30_000, 21);
+        let ids: HashSet<_> = evs.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids.len(), evs.len());
+        let orders: Vec<_> = evs.iter().filter_map(|e| e.order.as_ref()).collect();
+        let order_ids: HashSet<_> = orders.iter().map(|o| o.order_id).collect();
+        assert_eq!(order_ids.len(), orders.len());
+        let discounted = orders
+            .iter()
+            .flat_map(|o| &o.lines)
+            .filter(|l| !l.discount.is_zero())
+            .count();
+        let lines = orders.iter().map(|o| o.lines.len()).sum::<usize>();
+        assert!(discounted > 0 && discounted < lines);
+        assert!(
+            orders.iter().any(|o| o.lines.len() > 1),
+            "multi-line orders exist"
+        );
+    }
+}

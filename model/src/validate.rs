@@ -1,0 +1,590 @@
+//! Parsing and validation of wire events.
+//!
+//! [`parse_event`] is the single entry point: bytes in, a valid [`Event`] or a
+//! [`ValidationError`] naming the field and the rule broken. The worker stores
+//! the error's text and [`ErrorKind`] in the dead-letter table.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::error::Category;
+use thiserror::Error;
+
+use crate::event::{Customer, Event, EventType, LineItem, MONEY_SCALE, Product, SCHEMA_VERSION};
+
+/// Upper bound on order lines; protects the warehouse from absurd payloads.
+pub const MAX_ORDER_LINES: usize = 200;
+/// Upper bound on a line or cart quantity.
+pub const MAX_QUANTITY: i64 = 10_000;
+/// Upper bound on identifier and attribute lengths, in bytes.
+pub const MAX_TEXT_LEN: usize = 256;
+
+/// Broad class of a validation failure, stable for metrics and the warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    NotUtf8,
+    NotJson,
+    MissingField,
+    WrongType,
+    InvalidValue,
+    UnknownEventType,
+    UnsupportedSchemaVersion,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::NotUtf8,
+        ErrorKind::NotJson,
+        ErrorKind::MissingField,
+        ErrorKind::WrongType,
+        ErrorKind::InvalidValue,
+        ErrorKind::UnknownEventType,
+        ErrorKind::UnsupportedSchemaVersion,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotUtf8 => "not_utf8",
+            ErrorKind::NotJson => "not_json",
+            ErrorKind::MissingField => "missing_field",
+            ErrorKind::WrongType => "wrong_type",
+            ErrorKind::InvalidValue => "invalid_value",
+            ErrorKind::UnknownEventType => "unknown_event_type",
+            ErrorKind::UnsupportedSchemaVersion => "unsupported_schema_version",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a payload is not a valid event. Field paths use dots and `[i]`, e.g.
+/// `order.lines[2].quantity`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ValidationError {
+    #[error("payload is not valid UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("payload is not valid JSON: {detail}")]
+    NotJson { detail: String },
+    #[error("missing required field `{field}`")]
+    MissingField { field: String },
+    #[error("field `{field}` has the wrong type: {detail}")]
+    WrongType { field: String, detail: String },
+    #[error("field `{field}` {rule}")]
+    InvalidValue { field: String, rule: String },
+    #[error("unknown event_type `{found}` (expected page_view, add_to_cart or purchase)")]
+    UnknownEventType { found: String },
+    #[error("unsupported schema_version {found} (this build reads version {SCHEMA_VERSION})")]
+    UnsupportedSchemaVersion { found: String },
+}
+
+impl ValidationError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ValidationError::NotUtf8 { .. } => ErrorKind::NotUtf8,
+            ValidationError::NotJson { .. } => ErrorKind::NotJson,
+            ValidationError::MissingField { .. } => ErrorKind::MissingField,
+            ValidationError::WrongType { .. } => ErrorKind::WrongType,
+            ValidationError::InvalidValue { .. } => ErrorKind::InvalidValue,
+            ValidationError::UnknownEventType { .. } => ErrorKind::UnknownEventType,
+            ValidationError::UnsupportedSchemaVersion { .. } => ErrorKind::UnsupportedSchemaVersion,
+        }
+    }
+
+    fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        ValidationError::InvalidValue {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    fn missing(field: impl Into<String>) -> Self {
+        ValidationError::MissingField { field: field.into() }
+    }
+}
+
+/// Parse one Kafka message value into a valid event.
+pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, ValidationError> {
+    let text = std::str::from_utf8(payload).map_err(|e| ValidationError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let event: Event<'_> = serde_path_to_error::deserialize(&mut de).map_err(|err| classify(text, err))?;
+    // Trailing bytes after the object make the payload malformed, not valid.
+    de.end().map_err(|e| ValidationError::NotJson {
+        detail: message_without_position(&e),
+    })?;
+    validate(&event)?;
+    Ok(event)
+}
+
+/// Rules that serde's types alone cannot express.
+pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
+    if event.schema_version != SCHEMA_VERSION {
+        return Err(ValidationError::UnsupportedSchemaVersion {
+            found: event.schema_version.to_string(),
+        });
+    }
+    if event.event_id.is_nil() {
+        return Err(ValidationError::invalid("event_id", "must not be the nil UUID"));
+    }
+    if event.session_id.is_nil() {
+        return Err(ValidationError::invalid("session_id", "must not be the nil UUID"));
+    }
+    validate_customer(&event.customer)?;
+    match event.event_type {
+        EventType::PageView | EventType::AddToCart => {
+            let product = event
+                .product
+                .as_ref()
+                .ok_or_else(|| ValidationError::missing("product"))?;
+            validate_product("product", product)?;
+            if event.event_type == EventType::AddToCart {
+                let quantity = event
+                    .quantity
+                    .ok_or_else(|| ValidationError::missing("quantity"))?;
+                validate_quantity("quantity", quantity)?;
+            }
+        }
+        EventType::Purchase => {
+            let order = event
+                .order
+                .as_ref()
+                .ok_or_else(|| ValidationError::missing("order"))?;
+            if order.order_id.is_nil() {
+                return Err(ValidationError::invalid(
+                    "order.order_id",
+                    "must not be the nil UUID",
+                ));
+            }
+            let currency = order.currency.as_ref();
+            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(ValidationError::invalid(
+                    "order.currency",
+                    format!("must be a three-letter ISO 4217 code (got `{currency}`)"),
+                ));
+            }
+            validate_text("order.payment_method", &order.payment_method)?;
+            if order.lines.is_empty() || order.lines.len() > MAX_ORDER_LINES {
+                return Err(ValidationError::invalid(
+                    "order.lines",
+                    format!(
+                        "must hold 1 to {MAX_ORDER_LINES} lines (got {})",
+                        order.lines.len()
+                    ),
+                ));
+            }
+            for (i, line) in order.lines.iter().enumerate() {
+                validate_line(i, line)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_customer(c: &Customer<'_>) -> Result<(), ValidationError> {
+    validate_text("customer.customer_id", &c.customer_id)?;
+    validate_text("customer.name", &c.name)?;
+    validate_text("customer.email", &c.email)?;
+    if !c.email.contains('@') {
+        return Err(ValidationError::invalid("customer.email", "must contain `@`"));
+    }
+    validate_text("customer.city", &c.city)?;
+    if c.country.len() != 2 || !c.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ValidationError::invalid(
+            "customer.country",
+            format!("must be a two-letter ISO 3166-1 code (got `{}`)", c.country),
+        ));
+    }
+    validate_text("customer.segment", &c.segment)
+}
+
+fn validate_product(path: &str, p: &Product<'_>) -> Result<(), ValidationError> {
+    validate_text(&format!("{path}.product_id"), &p.product_id)?;
+    validate_text(&format!("{path}.name"), &p.name)?;
+    validate_text(&format!("{path}.category"), &p.category)?;
+    validate_text(&format!("{path}.brand"), &p.brand)?;
+    validate_money(&format!("{path}.list_price"), p.list_price)
+}
+
+fn validate_line(i: usize, line: &LineItem<'_>) -> Result<(), ValidationError> {
+    let path = format!("order.lines[{i}]");
+    if line.line_number as usize != i + 1 {
+        return Err(ValidationError::invalid(
+            format!("{path}.line_number"),
+            format!(
+                "must number lines 1..n in order (expected {}, got {})",
+                i + 1,
+                line.line_number
+            ),
+        ));
+    }
+    validate_product(&format!("{path}.product"), &line.product)?;
+    validate_quantity(&format!("{path}.quantity"), line.quantity)?;
+    validate_money(&format!("{path}.unit_price"), line.unit_price)?;
+    validate_money(&format!("{path}.discount"), line.discount)?;
+    if line.discount > line.line_total() {
+        return Err(ValidationError::invalid(
+            format!("{path}.discount"),
+            format!(
+                "must not exceed the line total {} (got {})",
+                line.line_total(),
+                line.discount
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_quantity(field: &str, quantity: i64) -> Result<(), ValidationError> {
+    if quantity <= 0 {
+        return Err(ValidationError::invalid(
+            field,
+            format!("must be greater than 0 (got {quantity})"),
+        ));
+    }
+    if quantity > MAX_QUANTITY {
+        return Err(ValidationError::invalid(
+            field,
+            format!("must be at most {MAX_QUANTITY} (got {quantity})"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_money(field: &str, amount: Decimal) -> Result<(), ValidationError> {
+    if amount.is_sign_negative() && !amount.is_zero() {
+        return Err(ValidationError::invalid(
+            field,
+            format!("must not be negative (got {amount})"),
+        ));
+    }
+    if amount.normalize().scale() > MONEY_SCALE {
+        return Err(ValidationError::invalid(
+            field,
+            format!("must have at most {MONEY_SCALE} decimal places (got {amount})"),
+        ));
+    }
+    // NUMERIC(18,2) in the warehouse.
+    if amount >= Decimal::from(10_i64.pow(16)) {
+        return Err(ValidationError::invalid(
+            field,
+            format!("is too large (got {amount})"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_text(field: &str, value: &str) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_TEXT_LEN {
+        return Err(ValidationError::invalid(
+            field,
+            format!("must be at most {MAX_TEXT_LEN} bytes (got {})", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Turn a serde failure into the most useful typed error.
+fn classify(text: &str, err: serde_path_to_error::Error<serde_json::Error>) -> ValidationError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let detail = message_without_position(&inner);
+    if matches!(inner.classify(), Category::Syntax | Category::Eof | Category::Io) {
+        return ValidationError::NotJson { detail };
+    }
+    // A payload of another schema version fails on its first unfamiliar field;
+    // report the version, which is the real cause.
+    if let Some(found) = foreign_schema_version(text) {
+        return ValidationError::UnsupportedSchemaVersion { found };
+    }
+    if let Some(field) = detail
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return ValidationError::MissingField {
+            field: join_path(&path, field),
+        };
+    }
+    if path == "event_type"
+        && let Some(found) = detail
+            .strip_prefix("unknown variant `")
+            .and_then(|rest| rest.split('`').next())
+    {
+        return ValidationError::UnknownEventType {
+            found: found.to_string(),
+        };
+    }
+    if path == "." {
+        // The top-level value is not an object (e.g. a bare string or array).
+        return ValidationError::WrongType {
+            field: "(root)".to_string(),
+            detail,
+        };
+    }
+    ValidationError::WrongType { field: path, detail }
+}
+
+fn foreign_schema_version(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        schema_version: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_str(text).ok()?;
+    match probe.schema_version? {
+        serde_json::Value::Number(n) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn join_path(parent: &str, field: &str) -> String {
+    if parent.is_empty() || parent == "." {
+        field.to_string()
+    } else {
+        format!("{parent}.{field}")
+    }
+}
+
+/// serde_json appends " at line L column C"; the field path is more useful.
+fn message_without_position(err: &serde_json::Error) -> String {
+    let full = err.to_string();
+    match full.rfind(" at line ") {
+        Some(idx) => full[..idx].to_string(),
+        None => full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn valid_purchase() -> Value {
+        json!({
+            "schema_version": 1,
+            "event_id": "6f1f4b1e-2a8e-4f59-9d7a-0c4b8f1d2e3a",
+            "event_type": "purchase",
+            "event_time": "2026-11-30T05:10:35.123Z",
+            "session_id": "0d7f3c1a-5b2e-4c8d-9e6f-1a2b3c4d5e6f",
+            "customer": {
+                "customer_id": "C0000042", "name": "Ada Lovelace", "email": "ada@example.com",
+                "city": "London", "country": "GB", "segment": "consumer", "signup_date": "2024-03-01"
+            },
+            "order": {
+                "order_id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                "currency": "USD",
+                "payment_method": "card",
+                "lines": [
+                    {"line_number": 1, "quantity": 2, "unit_price": "19.99", "discount": "4.00",
+                     "product": {"product_id": "P000001", "name": "Acme Kettle", "category": "Home & Kitchen",
+                                 "brand": "Acme", "list_price": "19.99"}},
+                    {"line_number": 2, "quantity": 1, "unit_price": "5.00", "discount": "0",
+                     "product": {"product_id": "P000002", "name": "Acme Mug", "category": "Home & Kitchen",
+                                 "brand": "Acme", "list_price": "5.00"}}
+                ]
+            }
+        })
+    }
+
+    fn parse_value(v: &Value) -> Result<(), ValidationError> {
+        let bytes = serde_json::to_vec(v).unwrap();
+        parse_event(&bytes).map(|_| ())
+    }
+
+    fn with(mut v: Value, pointer: &str, new: Value) -> Value {
+        *v.pointer_mut(pointer).expect("pointer exists") = new;
+        v
+    }
+
+    fn without(mut v: Value, parent: &str, key: &str) -> Value {
+        v.pointer_mut(parent)
+            .and_then(Value::as_object_mut)
+            .expect("parent exists")
+            .remove(key);
+        v
+    }
+
+    #[test]
+    fn accepts_a_valid_purchase_and_keeps_money_exact() {
+        let bytes = serde_json::to_vec(&valid_purchase()).unwrap();
+        let event = parse_event(&bytes).unwrap();
+        let order = event.order.unwrap();
+        assert_eq!(order.units(), 3);
+        assert_eq!(order.gross().to_string(), "44.98");
+        assert_eq!(order.discount().to_string(), "4.00");
+    }
+
+    #[test]
+    fn rejects_each_kind_of_bad_input_with_the_field_and_rule() {
+        let base = valid_purchase();
+        let cases: Vec<(&str, Vec<u8>, ErrorKind, &str)> = vec![
+            (
+                "not utf-8",
+                b"{\"a\":\"\xff\"}".to_vec(),
+                ErrorKind::NotUtf8,
+                "offset 6",
+            ),
+            (
+                "not json",
+                b"{\"schema_version\":1,".to_vec(),
+                ErrorKind::NotJson,
+                "not valid JSON",
+            ),
+            (
+                "garbage",
+                b"hello world".to_vec(),
+                ErrorKind::NotJson,
+                "not valid JSON",
+            ),
+            (
+                "trailing",
+                [serde_json::to_vec(&base).unwrap(), b" x".to_vec()].concat(),
+                ErrorKind::NotJson,
+                "trailing",
+            ),
+            (
+                "root string",
+                b"\"hello\"".to_vec(),
+                ErrorKind::WrongType,
+                "(root)",
+            ),
+            (
+                "missing event_id",
+                serde_json::to_vec(&without(base.clone(), "", "event_id")).unwrap(),
+                ErrorKind::MissingField,
+                "`event_id`",
+            ),
+            (
+                "missing nested email",
+                serde_json::to_vec(&without(base.clone(), "/customer", "email")).unwrap(),
+                ErrorKind::MissingField,
+                "`customer.email`",
+            ),
+            (
+                "missing order for purchase",
+                serde_json::to_vec(&without(base.clone(), "", "order")).unwrap(),
+                ErrorKind::MissingField,
+                "`order`",
+            ),
+            (
+                "wrong type quantity",
+                serde_json::to_vec(&with(base.clone(), "/order/lines/1/quantity", json!("two"))).unwrap(),
+                ErrorKind::WrongType,
+                "`order.lines[1].quantity`",
+            ),
+            (
+                "money as float",
+                serde_json::to_vec(&with(base.clone(), "/order/lines/0/unit_price", json!(19.99))).unwrap(),
+                ErrorKind::WrongType,
+                "`order.lines[0].unit_price`",
+            ),
+            (
+                "bad timestamp",
+                serde_json::to_vec(&with(base.clone(), "/event_time", json!("yesterday"))).unwrap(),
+                ErrorKind::WrongType,
+                "`event_time`",
+            ),
+            (
+                "negative quantity",
+                serde_json::to_vec(&with(base.clone(), "/order/lines/0/quantity", json!(-2))).unwrap(),
+                ErrorKind::InvalidValue,
+                "`order.lines[0].quantity` must be greater than 0 (got -2)",
+            ),
+            (
+                "discount above total",
+                serde_json::to_vec(&with(base.clone(), "/order/lines/1/discount", json!("6.00"))).unwrap(),
+                ErrorKind::InvalidValue,
+                "must not exceed the line total",
+            ),
+            (
+                "sub-cent money",
+                serde_json::to_vec(&with(base.clone(), "/order/lines/1/unit_price", json!("5.001"))).unwrap(),
+                ErrorKind::InvalidValue,
+                "at most 2 decimal places",
+            ),
+            (
+                "unknown event type",
+                serde_json::to_vec(&with(base.clone(), "/event_type", json!("refund"))).unwrap(),
+                ErrorKind::UnknownEventType,
+                "`refund`",
+            ),
+            (
+                "future schema version",
+                serde_json::to_vec(&with(base.clone(), "/schema_version", json!(99))).unwrap(),
+                ErrorKind::UnsupportedSchemaVersion,
+                "schema_version 99",
+            ),
+            (
+                "future schema with another shape",
+                br#"{"schema_version":2,"id":"x","payload":{}}"#.to_vec(),
+                ErrorKind::UnsupportedSchemaVersion,
+                "schema_version 2",
+            ),
+            (
+                "bad country",
+                serde_json::to_vec(&with(base.clone(), "/customer/country", json!("Britain"))).unwrap(),
+                ErrorKind::InvalidValue,
+                "`customer.country`",
+            ),
+            (
+                "no lines",
+                serde_json::to_vec(&with(base.clone(), "/order/lines", json!([]))).unwrap(),
+                ErrorKind::InvalidValue,
+                "`order.lines` must hold 1",
+            ),
+            (
+                "lines out of order",
+                serde_json::to_vec(&with(base.clone(), "/order/lines/1/line_number", json!(5))).unwrap(),
+                ErrorKind::InvalidValue,
+                "expected 2, got 5",
+            ),
+        ];
+        for (name, bytes, kind, needle) in cases {
+            let err = parse_event(&bytes).expect_err(name);
+            assert_eq!(err.kind(), kind, "{name}: {err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{name}: `{err}` lacks `{needle}`"
+            );
+        }
+    }
+
+    #[test]
+    fn product_events_need_their_product_and_quantity() {
+        let base = valid_purchase();
+        let product = base["order"]["lines"][0]["product"].clone();
+        let mut view = without(base, "", "order");
+        view["event_type"] = json!("page_view");
+        view["product"] = product;
+        assert_eq!(parse_value(&view), Ok(()));
+
+        let mut cart = view.clone();
+        cart["event_type"] = json!("add_to_cart");
+        let err = parse_value(&cart).unwrap_err();
+        assert_eq!(err, ValidationError::missing("quantity"));
+        cart["quantity"] = json!(0);
+        assert_eq!(parse_value(&cart).unwrap_err().kind(), ErrorKind::InvalidValue);
+        cart["quantity"] = json!(2);
+        assert_eq!(parse_value(&cart), Ok(()));
+
+        let no_product = without(view, "", "product");
+        assert_eq!(
+            parse_value(&no_product).unwrap_err(),
+            ValidationError::missing("product")
+        );
+    }
+
+    #[test]
+    fn unknown_extra_fields_are_tolerated_for_forward_compatibility() {
+        let mut v = valid_purchase();
+        v["campaign"] = json!("black-friday");
+        assert_eq!(parse_value(&v), Ok(()));
+    }
+}

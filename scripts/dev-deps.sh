@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Install (if absent) and start what Shopstream needs locally:
+#   - build tools and headers for the Rust crates (Debian packages),
+#   - PostgreSQL on 127.0.0.1:5432,
+#   - the Kafka-compatible broker (tansu, SQLite engine) on 127.0.0.1:9092.
+# Idempotent: safe to re-run; prints what it did.
+set -euo pipefail
+
+BROKER_PORT="${SHOPSTREAM_BROKER_PORT:-9092}"
+TANSU_VERSION=0.6.0
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf 'dev-deps: %s\n' "$*"; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    say "ERROR: missing $*; install them with your package manager"
+    return 1
+  fi
+  say "installing Debian packages: $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- build prerequisites (rdkafka builds librdkafka from source) ----------------
+missing=()
+command -v cc >/dev/null || missing+=(build-essential)
+command -v make >/dev/null || missing+=(make)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+[[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+[[ -f /usr/include/zlib.h ]] || missing+=(zlib1g-dev)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if (( ${#missing[@]} )); then apt_install "${missing[@]}"; else say "build prerequisites present"; fi
+
+if ! command -v cargo >/dev/null; then
+  say "ERROR: cargo not found; install Rust 1.95 with rustup first (https://rustup.rs)"
+  exit 1
+fi
+
+# --- PostgreSQL -----------------------------------------------------------------
+if pg_isready -q -h 127.0.0.1 -p 5432; then
+  say "PostgreSQL already running on 127.0.0.1:5432"
+else
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    # Local development only: trust connections from this machine.
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      if ! grep -q 'shopstream-dev' "$hba"; then
+        as_root sed -i '1i host all all 127.0.0.1/32 trust # shopstream-dev\nlocal all all trust # shopstream-dev' "$hba"
+      fi
+    done
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  say "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  deadline=$((SECONDS + 30))
+  until pg_isready -q -h 127.0.0.1 -p 5432; do
+    (( SECONDS < deadline )) || { say "ERROR: PostgreSQL did not become ready"; exit 1; }
+    sleep 0.2
+  done
+  say "PostgreSQL is ready"
+fi
+
+# --- the broker -----------------------------------------------------------------
+if ! command -v tansu >/dev/null; then
+  say "installing tansu $TANSU_VERSION from crates.io (a one-off; about 15 minutes on 2 cores)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+fi
+"$(dirname "$0")/start-broker.sh" "$BROKER_PORT" sqlite

@@ -1,0 +1,170 @@
+//! Shared helpers for integration tests that run against the real broker and
+//! PostgreSQL (see `scripts/dev-deps.sh`). Each test creates its own topic
+//! (and schema) with a unique name so tests run in parallel.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use shopstream_common::kafka::KafkaArgs;
+use shopstream_common::topics::TopicAdmin;
+
+/// Broker under test: `SHOPSTREAM_TEST_BROKERS` or the dev broker.
+pub fn brokers() -> String {
+    std::env::var("SHOPSTREAM_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// `prefix-<random>`: a fresh topic, schema or group name per test.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..12])
+}
+
+/// Create a topic on the test broker.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin =
+        TopicAdmin::new(&KafkaArgs::plaintext(brokers()), Duration::from_secs(10)).expect("admin client");
+    admin.ensure(name, partitions, 1).await.expect("create topic");
+    // Metadata can lag creation briefly on some brokers: wait until it shows.
+    wait_until(Duration::from_secs(10), || {
+        admin.partitions(name).ok().flatten() == Some(partitions)
+    });
+}
+
+/// One consumed record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Read every record currently in `topic`, from offset 0 up to each
+/// partition's high watermark. Panics after `timeout`.
+pub fn drain_topic(topic: &str, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("testkit-drain"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "20")
+        .set("broker.address.family", "v4")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > 0 {
+            ends.insert(*p, high);
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)
+                .expect("tpl");
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut next: HashMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
+    while next.iter().any(|(p, n)| *n < ends[p]) {
+        assert!(
+            Instant::now() < deadline,
+            "draining {topic} timed out: at {next:?}, want {ends:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                next.insert(m.partition(), m.offset() + 1);
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                });
+            }
+            Some(Err(e)) => panic!("consume error on {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Poll `cond` every 50 ms until it holds; panics after `timeout`.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process that is killed when dropped, so a failing test never
+/// leaves processes behind.
+pub struct ChildGuard {
+    pub child: Child,
+    pub name: String,
+}
+
+impl ChildGuard {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Send a signal (e.g. `SIGTERM`, `SIGKILL`) with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
+    /// Wait for exit; panics after `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
