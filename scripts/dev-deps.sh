@@ -65,6 +65,16 @@ else
   say "PostgreSQL is ready"
 fi
 
+# Databases for the quickstart and the tests (one schema per pipeline/test inside).
+for db in shopstream shopstream_test; do
+  if psql -h 127.0.0.1 -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" postgres | grep -q 1; then
+    :
+  else
+    createdb -h 127.0.0.1 -U postgres "$db"
+    say "created database $db"
+  fi
+done
+
 # --- the broker -----------------------------------------------------------------
 if ! command -v tansu >/dev/null; then
   say "installing tansu $TANSU_VERSION from crates.io (a one-off; about 15 minutes on 2 cores)"

@@ -3,6 +3,8 @@
 //! shutdown signals and Kafka client settings (including TLS/SASL).
 
 pub mod cli;
+pub mod error;
+pub mod hash;
 pub mod http;
 pub mod kafka;
 pub mod logging;

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", shopstream_common::error::chain(&e));
             ExitCode::FAILURE
         }
     }

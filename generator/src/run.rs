@@ -86,12 +86,7 @@ fn read_profile(path: &Path) -> Result<LoadProfile, GeneratorError> {
 /// depends on the seed only; traffic also on the instance, so instances
 /// never repeat each other's ids.
 pub fn seeds(seed: u64, instance: &str) -> (u64, u64) {
-    // FNV-1a: stable across Rust versions, unlike `DefaultHasher`.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in instance.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = shopstream_common::hash::fnv1a64(instance.as_bytes());
     (seed, splitmix(seed ^ splitmix(h)))
 }
 

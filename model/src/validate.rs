@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use chrono::Datelike;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -19,6 +20,10 @@ pub const MAX_ORDER_LINES: usize = 200;
 pub const MAX_QUANTITY: i64 = 10_000;
 /// Upper bound on identifier and attribute lengths, in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
+/// Event times outside these years are clock bugs; the warehouse calendar
+/// (`dim_date`) covers exactly this range.
+pub const MIN_EVENT_YEAR: i32 = 2000;
+pub const MAX_EVENT_YEAR: i32 = 2099;
 
 /// Broad class of a validation failure, stable for metrics and the warehouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,6 +137,16 @@ pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
     if event.event_id.is_nil() {
         return Err(ValidationError::invalid("event_id", "must not be the nil UUID"));
     }
+    let year = event.event_time.year();
+    if !(MIN_EVENT_YEAR..=MAX_EVENT_YEAR).contains(&year) {
+        return Err(ValidationError::invalid(
+            "event_time",
+            format!(
+                "must fall in the years {MIN_EVENT_YEAR} to {MAX_EVENT_YEAR} (got {})",
+                event.event_time
+            ),
+        ));
+    }
     if event.session_id.is_nil() {
         return Err(ValidationError::invalid("session_id", "must not be the nil UUID"));
     }
@@ -142,12 +157,12 @@ pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
                 .product
                 .as_ref()
                 .ok_or_else(|| ValidationError::missing("product"))?;
-            validate_product("product", product)?;
+            validate_product(&|| "product".into(), product)?;
             if event.event_type == EventType::AddToCart {
                 let quantity = event
                     .quantity
                     .ok_or_else(|| ValidationError::missing("quantity"))?;
-                validate_quantity("quantity", quantity)?;
+                check_quantity(quantity).at(|| "quantity".into())?;
             }
         }
         EventType::Purchase => {
@@ -168,7 +183,7 @@ pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
                     format!("must be a three-letter ISO 4217 code (got `{currency}`)"),
                 ));
             }
-            validate_text("order.payment_method", &order.payment_method)?;
+            check_text(&order.payment_method).at(|| "order.payment_method".into())?;
             if order.lines.is_empty() || order.lines.len() > MAX_ORDER_LINES {
                 return Err(ValidationError::invalid(
                     "order.lines",
@@ -186,36 +201,50 @@ pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// A broken rule, before the field path is attached. Paths are built only on
+/// failure: validation runs for every message and must not allocate.
+type Rule = Result<(), String>;
+
+trait AtField {
+    fn at(self, field: impl FnOnce() -> String) -> Result<(), ValidationError>;
+}
+
+impl AtField for Rule {
+    fn at(self, field: impl FnOnce() -> String) -> Result<(), ValidationError> {
+        self.map_err(|rule| ValidationError::InvalidValue { field: field(), rule })
+    }
+}
+
 fn validate_customer(c: &Customer<'_>) -> Result<(), ValidationError> {
-    validate_text("customer.customer_id", &c.customer_id)?;
-    validate_text("customer.name", &c.name)?;
-    validate_text("customer.email", &c.email)?;
+    check_text(&c.customer_id).at(|| "customer.customer_id".into())?;
+    check_text(&c.name).at(|| "customer.name".into())?;
+    check_text(&c.email).at(|| "customer.email".into())?;
     if !c.email.contains('@') {
         return Err(ValidationError::invalid("customer.email", "must contain `@`"));
     }
-    validate_text("customer.city", &c.city)?;
+    check_text(&c.city).at(|| "customer.city".into())?;
     if c.country.len() != 2 || !c.country.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(ValidationError::invalid(
             "customer.country",
             format!("must be a two-letter ISO 3166-1 code (got `{}`)", c.country),
         ));
     }
-    validate_text("customer.segment", &c.segment)
+    check_text(&c.segment).at(|| "customer.segment".into())
 }
 
-fn validate_product(path: &str, p: &Product<'_>) -> Result<(), ValidationError> {
-    validate_text(&format!("{path}.product_id"), &p.product_id)?;
-    validate_text(&format!("{path}.name"), &p.name)?;
-    validate_text(&format!("{path}.category"), &p.category)?;
-    validate_text(&format!("{path}.brand"), &p.brand)?;
-    validate_money(&format!("{path}.list_price"), p.list_price)
+fn validate_product(path: &dyn Fn() -> String, p: &Product<'_>) -> Result<(), ValidationError> {
+    check_text(&p.product_id).at(|| format!("{}.product_id", path()))?;
+    check_text(&p.name).at(|| format!("{}.name", path()))?;
+    check_text(&p.category).at(|| format!("{}.category", path()))?;
+    check_text(&p.brand).at(|| format!("{}.brand", path()))?;
+    check_money(p.list_price).at(|| format!("{}.list_price", path()))
 }
 
 fn validate_line(i: usize, line: &LineItem<'_>) -> Result<(), ValidationError> {
-    let path = format!("order.lines[{i}]");
+    let path = || format!("order.lines[{i}]");
     if line.line_number as usize != i + 1 {
         return Err(ValidationError::invalid(
-            format!("{path}.line_number"),
+            format!("{}.line_number", path()),
             format!(
                 "must number lines 1..n in order (expected {}, got {})",
                 i + 1,
@@ -223,13 +252,13 @@ fn validate_line(i: usize, line: &LineItem<'_>) -> Result<(), ValidationError> {
             ),
         ));
     }
-    validate_product(&format!("{path}.product"), &line.product)?;
-    validate_quantity(&format!("{path}.quantity"), line.quantity)?;
-    validate_money(&format!("{path}.unit_price"), line.unit_price)?;
-    validate_money(&format!("{path}.discount"), line.discount)?;
+    validate_product(&|| format!("{}.product", path()), &line.product)?;
+    check_quantity(line.quantity).at(|| format!("{}.quantity", path()))?;
+    check_money(line.unit_price).at(|| format!("{}.unit_price", path()))?;
+    check_money(line.discount).at(|| format!("{}.discount", path()))?;
     if line.discount > line.line_total() {
         return Err(ValidationError::invalid(
-            format!("{path}.discount"),
+            format!("{}.discount", path()),
             format!(
                 "must not exceed the line total {} (got {})",
                 line.line_total(),
@@ -240,53 +269,44 @@ fn validate_line(i: usize, line: &LineItem<'_>) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn validate_quantity(field: &str, quantity: i64) -> Result<(), ValidationError> {
+fn check_quantity(quantity: i64) -> Rule {
     if quantity <= 0 {
-        return Err(ValidationError::invalid(
-            field,
-            format!("must be greater than 0 (got {quantity})"),
-        ));
+        return Err(format!("must be greater than 0 (got {quantity})"));
     }
     if quantity > MAX_QUANTITY {
-        return Err(ValidationError::invalid(
-            field,
-            format!("must be at most {MAX_QUANTITY} (got {quantity})"),
-        ));
+        return Err(format!("must be at most {MAX_QUANTITY} (got {quantity})"));
     }
     Ok(())
 }
 
-fn validate_money(field: &str, amount: Decimal) -> Result<(), ValidationError> {
+fn check_money(amount: Decimal) -> Rule {
     if amount.is_sign_negative() && !amount.is_zero() {
-        return Err(ValidationError::invalid(
-            field,
-            format!("must not be negative (got {amount})"),
-        ));
+        return Err(format!("must not be negative (got {amount})"));
     }
     if amount.normalize().scale() > MONEY_SCALE {
-        return Err(ValidationError::invalid(
-            field,
-            format!("must have at most {MONEY_SCALE} decimal places (got {amount})"),
+        return Err(format!(
+            "must have at most {MONEY_SCALE} decimal places (got {amount})"
         ));
     }
     // NUMERIC(18,2) in the warehouse.
     if amount >= Decimal::from(10_i64.pow(16)) {
-        return Err(ValidationError::invalid(
-            field,
-            format!("is too large (got {amount})"),
-        ));
+        return Err(format!("is too large (got {amount})"));
     }
     Ok(())
 }
 
-fn validate_text(field: &str, value: &str) -> Result<(), ValidationError> {
+fn check_text(value: &str) -> Rule {
     if value.trim().is_empty() {
-        return Err(ValidationError::invalid(field, "must not be empty"));
+        return Err("must not be empty".into());
+    }
+    if value.contains('\0') {
+        // PostgreSQL text cannot hold NUL; reject it here, not at load time.
+        return Err("must not contain NUL characters".into());
     }
     if value.len() > MAX_TEXT_LEN {
-        return Err(ValidationError::invalid(
-            field,
-            format!("must be at most {MAX_TEXT_LEN} bytes (got {})", value.len()),
+        return Err(format!(
+            "must be at most {MAX_TEXT_LEN} bytes (got {})",
+            value.len()
         ));
     }
     Ok(())
@@ -526,6 +546,19 @@ mod tests {
                 br#"{"schema_version":2,"id":"x","payload":{}}"#.to_vec(),
                 ErrorKind::UnsupportedSchemaVersion,
                 "schema_version 2",
+            ),
+            (
+                "NUL in text",
+                serde_json::to_vec(&with(base.clone(), "/customer/name", json!("Ada\u{0}"))).unwrap(),
+                ErrorKind::InvalidValue,
+                "`customer.name` must not contain NUL",
+            ),
+            (
+                "clock bug",
+                serde_json::to_vec(&with(base.clone(), "/event_time", json!("1970-01-01T00:00:00Z")))
+                    .unwrap(),
+                ErrorKind::InvalidValue,
+                "`event_time` must fall in the years 2000 to 2099",
             ),
             (
                 "bad country",

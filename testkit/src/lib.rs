@@ -168,3 +168,65 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Warehouse under test: `SHOPSTREAM_TEST_DATABASE_URL` or the dev database
+/// created by `scripts/dev-deps.sh`.
+pub fn database_url() -> String {
+    std::env::var("SHOPSTREAM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/shopstream_test".to_string())
+}
+
+pub fn pg() -> postgres::Client {
+    postgres::Client::connect(&database_url(), postgres::NoTls).expect("connect to the test database")
+}
+
+/// A schema owned by one test; dropped when the test passes, kept for
+/// inspection when it fails.
+pub struct TestSchema {
+    pub name: String,
+}
+
+impl TestSchema {
+    pub fn new(prefix: &str) -> Self {
+        Self { name: unique(prefix) }
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping schema {} for inspection", self.name);
+            return;
+        }
+        // On a thread of its own: the sync client cannot run inside an async runtime.
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut c) = postgres::Client::connect(&database_url(), postgres::NoTls) {
+                let _ = c.batch_execute(&sql);
+            }
+        })
+        .join();
+    }
+}
+
+/// Produce raw records (key, value; `None` is a tombstone) to one partition,
+/// in order, and wait until the broker has them all.
+pub fn produce_raw(topic: &str, partition: i32, records: &[(&[u8], Option<&[u8]>)]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("broker.address.family", "v4")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (key, value) in records {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition).key(*key);
+        if let Some(v) = value {
+            record = record.payload(*v);
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("enqueue");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("all records acknowledged");
+}

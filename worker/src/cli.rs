@@ -1,0 +1,134 @@
+//! Command-line flags; each has a `SHOPSTREAM_*` environment equivalent.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use shopstream_common::kafka::KafkaArgs;
+use shopstream_common::logging::LogFormat;
+use shopstream_model::SchemaName;
+
+#[derive(Clone, Parser)]
+#[command(
+    name = "shopstream-worker",
+    version,
+    about = "Load Kafka shop events into a PostgreSQL star schema, exactly once",
+    after_help = "Every flag can also be set with the SHOPSTREAM_* environment variable shown."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Topic to consume.
+    #[arg(long, env = "SHOPSTREAM_TOPIC", default_value = "shopstream-events")]
+    pub topic: String,
+
+    /// Consumer group; defaults to `shopstream-<schema>`.
+    #[arg(long, env = "SHOPSTREAM_GROUP")]
+    pub group: Option<String>,
+
+    /// Warehouse connection URL, e.g. postgres://user:pass@host:5432/db?sslmode=require.
+    /// Prefer the env var: flags show up in process listings.
+    #[arg(long, env = "SHOPSTREAM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// PEM CA bundle to verify the PostgreSQL server certificate with.
+    #[arg(long, env = "SHOPSTREAM_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<String>,
+
+    /// Warehouse schema (one per pipeline): lower-case letters, digits, `_`.
+    #[arg(long, env = "SHOPSTREAM_SCHEMA", default_value = "shopstream", value_parser = parse_schema)]
+    pub schema: SchemaName,
+
+    /// Most records in one micro-batch (one transaction).
+    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_RECORDS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_max_records: u32,
+
+    /// Longest wait, after a batch's first record, before it is committed.
+    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_WAIT_MS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub batch_max_wait_ms: u64,
+
+    /// Kafka group session timeout: how soon a dead worker's partitions move.
+    #[arg(long, env = "SHOPSTREAM_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime_duration)]
+    pub session_timeout: Duration,
+
+    /// Dimension keys kept in memory per dimension.
+    #[arg(long, env = "SHOPSTREAM_DIM_CACHE_SIZE", default_value_t = 200_000)]
+    pub dim_cache_size: usize,
+
+    /// Name of this worker (Kafka client id, `ingest_offsets.owner`); defaults to the host name.
+    #[arg(long, env = "SHOPSTREAM_INSTANCE")]
+    pub instance: Option<String>,
+
+    /// Serve Prometheus /metrics, /healthz and /readyz on this address.
+    #[arg(long, env = "SHOPSTREAM_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log format.
+    #[arg(long, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    pub fn group(&self) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("shopstream-{}", self.schema))
+    }
+
+    pub fn instance(&self) -> String {
+        self.instance
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("worker-{}", std::process::id()))
+    }
+
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
+}
+
+fn parse_schema(s: &str) -> Result<SchemaName, String> {
+    SchemaName::parse(s).map_err(|e| e.to_string())
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent_and_defaults_follow_the_schema() {
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["w", "--database-url", "postgres://x@h/db", "--schema", "shop_a"]).unwrap();
+        assert_eq!(cli.group(), "shopstream-shop_a");
+        assert_eq!(cli.batch_max_records, 5000);
+        assert_eq!(cli.batch_max_wait(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["w", "--database-url", "u", "--schema", "Bad-Name"],
+                "invalid schema name",
+            ),
+            (
+                &["w", "--database-url", "u", "--batch-max-records", "0"],
+                "--batch-max-records",
+            ),
+            (&["w"], "--database-url"),
+        ];
+        for (args, needle) in cases {
+            let err = Cli::try_parse_from(*args).err().expect("must fail").to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The PostgreSQL connection of a worker: TLS, prepared statements and the
+//! per-connection staging tables that COPY writes into.
+
+use std::fmt;
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use postgres::{Client, Statement};
+use postgres_openssl::MakeTlsConnector;
+use shopstream_model::SchemaName;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    #[error("TLS setup for PostgreSQL failed: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect { target: String, source: postgres::Error },
+    #[error("preparing the worker's statements in schema {schema} failed: {source}")]
+    Prepare { schema: String, source: postgres::Error },
+}
+
+/// How to reach the warehouse. The URL may hold a password, so it is only
+/// ever shown through [`DbSettings::target`].
+#[derive(Clone)]
+pub struct DbSettings {
+    config: postgres::Config,
+    ca_file: Option<String>,
+}
+
+impl fmt::Debug for DbSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.target())
+    }
+}
+
+impl DbSettings {
+    pub fn parse(url: &str, application_name: &str, ca_file: Option<String>) -> Result<Self, DbError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| DbError::Url(e.to_string()))?;
+        if config.get_options().is_none() {
+            // Keep NOTICEs ("already exists, skipping") out of the logs.
+            config.options("-c client_min_messages=warning");
+        }
+        config
+            .application_name(application_name)
+            .connect_timeout(Duration::from_secs(10))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        Ok(Self { config, ca_file })
+    }
+
+    /// `user@host:port/dbname`, without the password.
+    pub fn target(&self) -> String {
+        let host = self
+            .config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".to_string());
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}@{}:{}/{}",
+            self.config.get_user().unwrap_or("?"),
+            host,
+            port,
+            self.config.get_dbname().unwrap_or("?")
+        )
+    }
+
+    pub fn connect(&self) -> Result<Client, DbError> {
+        // `sslmode` in the URL decides whether TLS is used (prefer by default).
+        // As with libpq, certificates are verified only when a CA is given;
+        // otherwise TLS encrypts but does not authenticate the server.
+        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+        let verify = self.ca_file.is_some();
+        match &self.ca_file {
+            Some(ca) => builder.set_ca_file(ca)?,
+            None => builder.set_verify(SslVerifyMode::NONE),
+        }
+        let mut tls = MakeTlsConnector::new(builder.build());
+        tls.set_callback(move |config, _host| {
+            config.set_verify_hostname(verify);
+            Ok(())
+        });
+        self.config.connect(tls).map_err(|source| DbError::Connect {
+            target: self.target(),
+            source,
+        })
+    }
+}
+
+/// Column lists, in COPY order, of the staging tables.
+pub const SALES_COLUMNS: &str = "order_id, line_number, event_id, session_id, customer_key, product_key, \
+     date_key, time_key, currency, payment_method, quantity, unit_price, discount_amount, line_total, \
+     net_amount, is_first_order, event_time, kafka_partition, kafka_offset";
+pub const ACTIVITY_COLUMNS: &str = "event_id, event_type, session_id, customer_key, product_key, date_key, \
+     time_key, quantity, list_price, event_time, kafka_partition, kafka_offset";
+
+pub struct Statements {
+    pub upsert_customers: Statement,
+    pub select_customers: Statement,
+    pub upsert_products: Statement,
+    pub select_products: Statement,
+    pub insert_sales: Statement,
+    pub insert_activity: Statement,
+    pub insert_dead_letters: Statement,
+    pub ensure_offsets: Statement,
+    pub select_offsets: Statement,
+    pub advance_offsets: Statement,
+    pub idle_offsets: Statement,
+    pub copy_sales: String,
+    pub copy_activity: String,
+}
+
+/// An open warehouse connection, ready to load batches into one schema.
+pub struct Db {
+    pub client: Client,
+    pub stmts: Statements,
+}
+
+impl Db {
+    /// Prepare statements and staging tables on a connection whose schema
+    /// has been migrated.
+    pub fn prepare(mut client: Client, schema: &SchemaName) -> Result<Self, DbError> {
+        let err = |source| DbError::Prepare {
+            schema: schema.to_string(),
+            source,
+        };
+        let t = |name: &str| schema.table(name);
+        client
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS stage_sales (LIKE {sales} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+                 CREATE TEMP TABLE IF NOT EXISTS stage_activity (LIKE {activity} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;",
+                sales = t("fact_sales"),
+                activity = t("fact_activity"),
+            ))
+            .map_err(err)?;
+        let upsert_customers = client
+            .prepare(&format!(
+                "INSERT INTO {c} AS d (customer_id, name, email, city, country, segment, signup_date, first_order_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                      $7::date[], $8::timestamptz[])
+                 ORDER BY 1
+                 ON CONFLICT (customer_id) DO UPDATE SET
+                     name = EXCLUDED.name, email = EXCLUDED.email, city = EXCLUDED.city,
+                     country = EXCLUDED.country, segment = EXCLUDED.segment, signup_date = EXCLUDED.signup_date,
+                     first_order_at = LEAST(d.first_order_at, EXCLUDED.first_order_at),
+                     updated_at = now()
+                 WHERE (d.name, d.email, d.city, d.country, d.segment, d.signup_date)
+                       IS DISTINCT FROM
+                       (EXCLUDED.name, EXCLUDED.email, EXCLUDED.city, EXCLUDED.country, EXCLUDED.segment,
+                        EXCLUDED.signup_date)
+                    OR EXCLUDED.first_order_at < d.first_order_at
+                    OR (d.first_order_at IS NULL AND EXCLUDED.first_order_at IS NOT NULL)
+                 RETURNING customer_id, customer_key, first_order_at",
+                c = t("dim_customer")
+            ))
+            .map_err(err)?;
+        let select_customers = client
+            .prepare(&format!(
+                "SELECT customer_id, customer_key, first_order_at FROM {} WHERE customer_id = ANY($1)",
+                t("dim_customer")
+            ))
+            .map_err(err)?;
+        let upsert_products = client
+            .prepare(&format!(
+                "INSERT INTO {p} AS d (product_id, name, category, brand, list_price)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[])
+                 ORDER BY 1
+                 ON CONFLICT (product_id) DO UPDATE SET
+                     name = EXCLUDED.name, category = EXCLUDED.category, brand = EXCLUDED.brand,
+                     list_price = EXCLUDED.list_price, updated_at = now()
+                 WHERE (d.name, d.category, d.brand, d.list_price)
+                       IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.category, EXCLUDED.brand, EXCLUDED.list_price)
+                 RETURNING product_id, product_key",
+                p = t("dim_product")
+            ))
+            .map_err(err)?;
+        let select_products = client
+            .prepare(&format!(
+                "SELECT product_id, product_key FROM {} WHERE product_id = ANY($1)",
+                t("dim_product")
+            ))
+            .map_err(err)?;
+        let insert_sales = client
+            .prepare(&format!(
+                "INSERT INTO {} ({SALES_COLUMNS}) SELECT {SALES_COLUMNS} FROM pg_temp.stage_sales ON CONFLICT DO NOTHING",
+                t("fact_sales")
+            ))
+            .map_err(err)?;
+        let insert_activity = client
+            .prepare(&format!(
+                "INSERT INTO {} ({ACTIVITY_COLUMNS}) SELECT {ACTIVITY_COLUMNS} FROM pg_temp.stage_activity
+                 ON CONFLICT DO NOTHING",
+                t("fact_activity")
+            ))
+            .map_err(err)?;
+        let insert_dead_letters = client
+            .prepare(&format!(
+                "INSERT INTO {} (topic, kafka_partition, kafka_offset, message_key, payload, error_kind, error,
+                                 kafka_timestamp)
+                 SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[],
+                                          $8::timestamptz[])
+                 ON CONFLICT DO NOTHING",
+                t("dead_letter")
+            ))
+            .map_err(err)?;
+        let ensure_offsets = client
+            .prepare(&format!(
+                "INSERT INTO {} (consumer_group, topic, kafka_partition, next_offset)
+                 SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p
+                 ON CONFLICT DO NOTHING",
+                t("ingest_offsets")
+            ))
+            .map_err(err)?;
+        let select_offsets = client
+            .prepare(&format!(
+                "SELECT kafka_partition, next_offset FROM {}
+                 WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = ANY($3)",
+                t("ingest_offsets")
+            ))
+            .map_err(err)?;
+        // The fence: only advance a partition from the offset this worker
+        // started the batch at. A worker that lost the partition finds the
+        // row moved on by the new owner and updates nothing.
+        let advance_offsets = client
+            .prepare(&format!(
+                "UPDATE {} AS o SET next_offset = v.next, owner = $3, updated_at = now()
+                 FROM unnest($4::int[], $5::bigint[], $6::bigint[]) AS v(p, expected, next)
+                 WHERE o.consumer_group = $1 AND o.topic = $2 AND o.kafka_partition = v.p
+                   AND o.next_offset = v.expected",
+                t("ingest_offsets")
+            ))
+            .map_err(err)?;
+        let idle_offsets = client
+            .prepare(&format!(
+                "SELECT kafka_partition, next_offset, extract(epoch FROM now() - updated_at)::float8
+                 FROM {} WHERE consumer_group = $1 AND topic = $2",
+                t("ingest_offsets")
+            ))
+            .map_err(err)?;
+        let stmts = Statements {
+            upsert_customers,
+            select_customers,
+            upsert_products,
+            select_products,
+            insert_sales,
+            insert_activity,
+            insert_dead_letters,
+            ensure_offsets,
+            select_offsets,
+            advance_offsets,
+            idle_offsets,
+            copy_sales: format!("COPY pg_temp.stage_sales ({SALES_COLUMNS}) FROM STDIN (FORMAT binary)"),
+            copy_activity: format!(
+                "COPY pg_temp.stage_activity ({ACTIVITY_COLUMNS}) FROM STDIN (FORMAT binary)"
+            ),
+        };
+        Ok(Self { client, stmts })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_never_shows() {
+        let s = DbSettings::parse("postgres://loader:hunter2@db.internal:6543/shop", "w", None).unwrap();
+        assert_eq!(s.target(), "loader@db.internal:6543/shop");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let err = DbSettings::parse("postgres://x:y@h:notaport/db", "w", None).unwrap_err();
+        assert!(err.to_string().starts_with("invalid database URL"));
+    }
+}

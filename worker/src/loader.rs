@@ -1,0 +1,151 @@
+//! The loading thread. The consumer thread hands it one micro-batch at a time
+//! and polls the next batch while this one is written, so Kafka, the
+//! transform and PostgreSQL work in parallel. Results go back to the consumer
+//! thread, which owns the Kafka side (positions, commits, rebalances).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use shopstream_common::error::chain;
+
+use crate::consumer::Shared;
+use crate::db::Db;
+use crate::dims::DimCache;
+use crate::load::{LoadError, load_batch};
+use crate::transform::{Batch, OffsetRange};
+
+pub struct Job {
+    pub batch: Batch,
+    /// Stored next offset of each partition when the batch was started
+    /// (speculative: it includes batches still in flight).
+    pub expected: BTreeMap<i32, i64>,
+    /// Assignment epoch the batch was polled under.
+    pub epoch: u64,
+    /// Bumped by the consumer thread whenever positions are re-read; jobs of
+    /// a generation at or before a failure are skipped (they build on it).
+    pub generation: u64,
+}
+
+pub enum Done {
+    Committed {
+        offsets: BTreeMap<i32, OffsetRange>,
+        epoch: u64,
+    },
+    Fenced {
+        partitions: Vec<i32>,
+    },
+    Failed {
+        error: String,
+        connection_lost: bool,
+    },
+    Skipped,
+}
+
+pub struct Loader {
+    pub jobs: SyncSender<Job>,
+    pub done: Receiver<Done>,
+    pub handle: JoinHandle<()>,
+}
+
+/// Start the loading thread. The job channel is a rendezvous: at most one
+/// batch is being written while the next one is polled.
+pub fn spawn(shared: Arc<Shared>, cache: DimCache) -> std::io::Result<Loader> {
+    let (jobs, job_rx) = sync_channel::<Job>(0);
+    let (done_tx, done) = channel();
+    let handle = std::thread::Builder::new()
+        .name("loader".into())
+        .spawn(move || run(job_rx, done_tx, shared, cache))?;
+    Ok(Loader { jobs, done, handle })
+}
+
+fn run(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>, mut cache: DimCache) {
+    let mut failed_generation: Option<u64> = None;
+    for job in jobs {
+        let generation = job.generation;
+        let stale = shared.epoch() != job.epoch || failed_generation.is_some_and(|g| generation <= g);
+        let outcome = if stale {
+            Done::Skipped
+        } else {
+            load(&shared, &mut cache, job)
+        };
+        if matches!(outcome, Done::Fenced { .. } | Done::Failed { .. }) {
+            failed_generation = Some(generation);
+        }
+        if done.send(outcome).is_err() {
+            break;
+        }
+    }
+    // The sync client must be dropped on a plain thread, not the async runtime.
+    drop(shared.db().take());
+}
+
+fn load(shared: &Shared, cache: &mut DimCache, job: Job) -> Done {
+    let started = Instant::now();
+    let result = {
+        let mut db = shared.db();
+        let Some(conn) = db.as_mut() else {
+            return Done::Failed {
+                error: "no warehouse connection".into(),
+                connection_lost: true,
+            };
+        };
+        load_batch(conn, cache, &shared.stream, &job.batch, &job.expected)
+    };
+    let m = &shared.metrics;
+    match result {
+        Ok(loaded) => {
+            let batch = &job.batch;
+            m.batches.inc();
+            m.batch_records.observe(batch.records as f64);
+            m.batch_seconds.observe(started.elapsed().as_secs_f64());
+            m.rows_loaded
+                .with_label_values(&["fact_sales"])
+                .inc_by(loaded.sales_rows);
+            m.rows_loaded
+                .with_label_values(&["fact_activity"])
+                .inc_by(loaded.activity_rows);
+            m.duplicates.inc_by(loaded.duplicates);
+            for d in &batch.dead_letters {
+                m.dead_letters.with_label_values(&[d.kind.as_str()]).inc();
+            }
+            for t in &batch.event_times {
+                let latency = (loaded.committed_at - *t).num_milliseconds().max(0) as f64 / 1000.0;
+                m.commit_latency.observe(latency);
+            }
+            tracing::debug!(
+                records = batch.records,
+                sales = loaded.sales_rows,
+                activity = loaded.activity_rows,
+                dead_letters = loaded.dead_letters,
+                duplicates = loaded.duplicates,
+                customers = loaded.upserted_customers,
+                products = loaded.upserted_products,
+                ms = started.elapsed().as_millis() as u64,
+                "batch committed"
+            );
+            Done::Committed {
+                offsets: job.batch.offsets,
+                epoch: job.epoch,
+            }
+        }
+        Err(LoadError::Fenced { partitions }) => {
+            m.fenced.inc();
+            Done::Fenced { partitions }
+        }
+        Err(LoadError::Db(e)) => {
+            m.db_errors.inc();
+            let mut db = shared.db();
+            let connection_lost = db.as_ref().is_none_or(Db::is_closed);
+            if connection_lost {
+                *db = None;
+            }
+            Done::Failed {
+                error: chain(&e),
+                connection_lost,
+            }
+        }
+    }
+}

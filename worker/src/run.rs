@@ -1,0 +1,216 @@
+//! Start-up and shutdown: metrics endpoint, warehouse connection and
+//! migrations, consumer group, the loading thread, and signals.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use rdkafka::consumer::Consumer;
+use shopstream_common::error::chain;
+use shopstream_common::http;
+use shopstream_common::kafka::KafkaError;
+use shopstream_common::shutdown::{self, StopFlag};
+use thiserror::Error;
+
+use crate::cli::Cli;
+use crate::consumer::{self, ConsumerSettings, Shared};
+use crate::db::{Db, DbError, DbSettings};
+use crate::dims::DimCache;
+use crate::load::Stream;
+use crate::metrics::Metrics;
+use crate::migrate::{self, MigrateError};
+use crate::pipeline::{Limits, Pipeline};
+
+/// SIGTERM to exit must stay within Kubernetes' grace period and our 10 s promise.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
+
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("subscribing to topic {topic} failed: {source}")]
+    Subscribe {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    #[error("the loading thread failed: {0}")]
+    Thread(String),
+}
+
+pub async fn run(cli: Cli) -> Result<(), WorkerError> {
+    let instance = cli.instance();
+    let group = cli.group();
+    let db_settings = DbSettings::parse(
+        &cli.database_url,
+        &format!("shopstream-worker:{}", cli.schema),
+        cli.database_ca_file.clone(),
+    )?;
+    let metrics = Metrics::new();
+    let stream = Stream {
+        group: group.clone(),
+        topic: cli.topic.clone(),
+        owner: instance.clone(),
+    };
+    let shared = Arc::new(Shared::new(stream, metrics.clone()));
+    let stop = StopFlag::new();
+
+    if let Some(addr) = cli.metrics_addr {
+        let ready = {
+            let shared = shared.clone();
+            Arc::new(move || shared.readiness()) as http::ReadinessCheck
+        };
+        let stop = stop.clone();
+        http::serve(
+            addr,
+            metrics.registry.clone(),
+            ready,
+            async move { stop.wait().await },
+        )
+        .await?;
+    }
+    tracing::info!(
+        brokers = %cli.kafka.brokers, topic = %cli.topic, group = %group, schema = %cli.schema,
+        database = %db_settings.target(), instance = %instance,
+        batch_max_records = cli.batch_max_records, batch_max_wait_ms = cli.batch_max_wait_ms,
+        "worker starting"
+    );
+
+    let worker = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("loader".into())
+            .spawn(move || start_and_load(&cli, &instance, &group, db_settings, shared, stop))
+            .map_err(|e| WorkerError::Thread(e.to_string()))?
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(worker.join());
+    });
+    let mut done_rx = done_rx;
+    let joined = tokio::select! {
+        res = &mut done_rx => res,
+        sig = shutdown::signalled() => {
+            tracing::info!(signal = sig, "stopping: finishing the current batch");
+            stop.set();
+            match tokio::time::timeout(SHUTDOWN_BUDGET, &mut done_rx).await {
+                Ok(res) => res,
+                Err(_) => {
+                    tracing::warn!("the current batch did not finish in time; exiting (it rolls back)");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    stop.set();
+    match joined {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(WorkerError::Thread("panicked".into())),
+        Err(_) => Err(WorkerError::Thread("vanished".into())),
+    }
+}
+
+/// On the loading thread: connect (retrying), migrate, join the group, load.
+fn start_and_load(
+    cli: &Cli,
+    instance: &str,
+    group: &str,
+    db_settings: DbSettings,
+    shared: Arc<Shared>,
+    stop: StopFlag,
+) -> Result<(), WorkerError> {
+    let result = load(cli, instance, group, db_settings, &shared, stop);
+    // The sync client must be dropped on this thread, not on the async runtime.
+    drop(shared.db().take());
+    result
+}
+
+fn load(
+    cli: &Cli,
+    instance: &str,
+    group: &str,
+    db_settings: DbSettings,
+    shared: &Arc<Shared>,
+    stop: StopFlag,
+) -> Result<(), WorkerError> {
+    let Some(db) = connect_and_migrate(&db_settings, cli, shared, &stop)? else {
+        return Ok(()); // stopped while waiting for the warehouse
+    };
+    *shared.db() = Some(db);
+    let consumer = consumer::create(
+        &ConsumerSettings {
+            kafka: &cli.kafka,
+            group,
+            client_id: instance,
+            session_timeout: cli.session_timeout,
+        },
+        shared.clone(),
+    )?;
+    consumer
+        .subscribe(&[&cli.topic])
+        .map_err(|source| WorkerError::Subscribe {
+            topic: cli.topic.clone(),
+            source,
+        })?;
+    Pipeline {
+        shared: shared.clone(),
+        consumer,
+        probe_config: cli.kafka.client_config()?,
+        db_settings,
+        schema: cli.schema.clone(),
+        cache: DimCache::new(cli.dim_cache_size),
+        limits: Limits {
+            max_records: cli.batch_max_records as usize,
+            max_wait: cli.batch_max_wait(),
+            empty_assignment_check: cli.session_timeout * 2,
+        },
+        stop,
+    }
+    .run();
+    Ok(())
+}
+
+/// Keep trying to reach the warehouse (it may start after us); a migration
+/// that fails for a reason other than connectivity is fatal.
+fn connect_and_migrate(
+    settings: &DbSettings,
+    cli: &Cli,
+    shared: &Shared,
+    stop: &StopFlag,
+) -> Result<Option<Db>, WorkerError> {
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        if stop.is_set() {
+            return Ok(None);
+        }
+        match settings.connect() {
+            Ok(mut client) => {
+                let applied = migrate::migrate(&mut client, &cli.schema)?;
+                if !applied.is_empty() {
+                    tracing::info!(schema = %cli.schema, versions = ?applied, "migrations applied");
+                }
+                shared.migrated.store(true, Ordering::SeqCst);
+                return Ok(Some(Db::prepare(client, &cli.schema)?));
+            }
+            Err(e) => {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(10));
+                tracing::warn!(error = %chain(&e), retry_in = ?wait, "warehouse unreachable at start-up");
+                let until = std::time::Instant::now() + wait;
+                while !stop.is_set() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Exactly-once loading against the real broker and PostgreSQL. Every
+//! scenario compares the warehouse with the generator's audit exactly.
+//! Each test has its own topic and schema.
+
+use std::fs::File;
+use std::process::Command;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use shopstream_generator::summary::Summary;
+use shopstream_testkit::{
+    ChildGuard, TestSchema, brokers, create_topic, database_url, pg, produce_raw, unique, wait_until,
+};
+
+const LOAD_TIMEOUT: Duration = Duration::from_secs(180);
+
+struct Scenario {
+    topic: String,
+    schema: TestSchema,
+    dir: tempfile::TempDir,
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug, PartialEq)]
+struct Totals {
+    order_lines: i64,
+    units: i64,
+    net_revenue: Decimal,
+    activity: i64,
+    dead_letters: i64,
+}
+
+impl Scenario {
+    async fn new(prefix: &str, partitions: i32) -> Self {
+        let topic = unique(prefix);
+        create_topic(&topic, partitions).await;
+        Self {
+            topic,
+            schema: TestSchema::new(prefix),
+            dir: tempfile::tempdir().unwrap(),
+            runs: Default::default(),
+        }
+    }
+
+    fn worker(&self, name: &str) -> ChildGuard {
+        let log = File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        ChildGuard::spawn(
+            name,
+            Command::new(env!("CARGO_BIN_EXE_shopstream-worker"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("RUST_LOG", "info")
+                .env("SHOPSTREAM_DATABASE_URL", database_url())
+                .args([
+                    "--brokers",
+                    &brokers(),
+                    "--topic",
+                    &self.topic,
+                    "--schema",
+                    &self.schema.name,
+                ])
+                .args([
+                    "--session-timeout",
+                    "6s",
+                    "--instance",
+                    name,
+                    "--batch-max-records",
+                    "2000",
+                ])
+                .stderr(log),
+        )
+    }
+
+    /// Run the generator (in-process, through its library) to completion.
+    async fn produce(&self, args: &[&str]) -> Summary {
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = self.dir.path().join(format!("summary-{n}.json"));
+        let mut argv = vec!["shopstream-generator", "--brokers"];
+        let b = brokers();
+        argv.push(&b);
+        argv.extend(["--topic", &self.topic, "--progress-interval", "1h"]);
+        argv.extend(args);
+        let path_str = path.display().to_string();
+        argv.extend(["--summary-file", &path_str]);
+        let cli = <shopstream_generator::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let outcome = shopstream_generator::run(cli).await.expect("generator ran");
+        assert!(outcome.succeeded(), "every message was delivered");
+        Summary::read(&path).unwrap()
+    }
+
+    fn offsets_sql(&self) -> String {
+        format!(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM \"{}\".ingest_offsets WHERE topic = $1",
+            self.schema.name
+        )
+    }
+
+    /// Records committed so far (offsets start at 0, so the sum of next offsets).
+    async fn loaded(&self) -> i64 {
+        let (sql, topic) = (self.offsets_sql(), self.topic.clone());
+        blocking(move || pg().query_one(&sql, &[&topic]).map(|r| r.get(0)).unwrap_or(0)).await
+    }
+
+    /// Wait until the committed record count satisfies `done`.
+    async fn wait_loaded_until(&self, done: impl Fn(i64) -> bool + Send + 'static) {
+        let (sql, topic) = (self.offsets_sql(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut c = pg();
+            wait_until(LOAD_TIMEOUT, || {
+                done(
+                    c.query_one(&sql, &[&topic])
+                        .map(|r| r.get::<_, i64>(0))
+                        .unwrap_or(0),
+                )
+            });
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn wait_loaded(&self, total: u64) {
+        self.wait_loaded_until(move |n| n == total as i64).await;
+    }
+
+    async fn totals(&self) -> Totals {
+        let s = self.schema.name.clone();
+        let row = blocking(move || {
+            pg().query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM \"{s}\".fact_sales),
+                            (SELECT coalesce(sum(quantity), 0)::bigint FROM \"{s}\".fact_sales),
+                            (SELECT coalesce(sum(net_amount), 0) FROM \"{s}\".fact_sales),
+                            (SELECT count(*) FROM \"{s}\".fact_activity),
+                            (SELECT count(*) FROM \"{s}\".dead_letter)"
+                ),
+                &[],
+            )
+            .unwrap()
+        })
+        .await;
+        Totals {
+            order_lines: row.get(0),
+            units: row.get(1),
+            net_revenue: row.get(2),
+            activity: row.get(3),
+            dead_letters: row.get(4),
+        }
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the full logs for a post-mortem; print the tails now.
+            let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&self.schema.name);
+            let _ = std::fs::create_dir_all(&keep);
+            for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+                let _ = std::fs::copy(entry.path(), keep.join(entry.file_name()));
+            }
+            eprintln!("worker logs kept in {}", keep.display());
+            for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "log") {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                    eprintln!("--- {} (last lines)", entry.path().display());
+                    for l in tail.iter().rev() {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every reporting view, rolled up, gives the audit's numbers.
+async fn assert_reporting_views_agree(schema: &str, s: &Summary) {
+    let q = format!(
+        "SELECT (SELECT net_revenue FROM \"{s}\".v_financial_summary),
+                (SELECT units FROM \"{s}\".v_financial_summary),
+                (SELECT orders FROM \"{s}\".v_financial_summary),
+                (SELECT sum(net_revenue) FROM \"{s}\".v_sales_by_minute),
+                (SELECT sum(net_revenue) FROM \"{s}\".v_sales_by_hour),
+                (SELECT sum(net_revenue) FROM \"{s}\".v_sales_by_day),
+                (SELECT sum(net_revenue) FROM \"{s}\".v_product_performance),
+                (SELECT sum(net_revenue) FROM \"{s}\".v_category_performance),
+                (SELECT sum(net_revenue) FROM \"{s}\".v_revenue_by_country_segment),
+                (SELECT sum(units)::bigint FROM \"{s}\".v_product_performance),
+                (SELECT sum(views)::bigint FROM \"{s}\".v_product_performance),
+                (SELECT sum(orders)::bigint FROM \"{s}\".v_customer_new_vs_returning),
+                (SELECT sessions_with_purchase FROM \"{s}\".v_customer_funnel),
+                (SELECT average_order_value FROM \"{s}\".v_financial_summary)",
+        s = schema
+    );
+    let row = blocking(move || pg().query_one(&q, &[]).unwrap()).await;
+    let net = s.net_revenue;
+    for (i, name) in [
+        (0, "financial"),
+        (3, "minute"),
+        (4, "hour"),
+        (5, "day"),
+        (6, "product"),
+        (7, "category"),
+        (8, "country"),
+    ] {
+        assert_eq!(row.get::<_, Decimal>(i), net, "net revenue in the {name} view");
+    }
+    assert_eq!(row.get::<_, i64>(1), s.units);
+    assert_eq!(row.get::<_, i64>(9), s.units);
+    let purchases = s.events_by_type["purchase"] as i64;
+    assert_eq!(row.get::<_, i64>(2), purchases, "orders");
+    assert_eq!(row.get::<_, i64>(11), purchases, "new + returning orders");
+    assert_eq!(
+        row.get::<_, i64>(12),
+        purchases,
+        "sessions reaching purchase (one order per session)"
+    );
+    assert_eq!(row.get::<_, i64>(10), s.events_by_type["page_view"] as i64);
+    assert_eq!(
+        row.get::<_, Decimal>(13),
+        (net / Decimal::from(purchases)).round_dp(2),
+        "average order value"
+    );
+}
+
+/// The `postgres` client is synchronous: keep it off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+fn expected(s: &Summary, copies: i64) -> Totals {
+    Totals {
+        order_lines: s.order_lines as i64,
+        units: s.units,
+        net_revenue: s.net_revenue,
+        activity: (s.events_by_type["page_view"] + s.events_by_type["add_to_cart"]) as i64,
+        dead_letters: s.invalid_total as i64 * copies,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_worker_loads_50k_events_exactly() {
+    let sc = Scenario::new("w_one", 4).await;
+    let summary = sc
+        .produce(&[
+            "--total",
+            "50000",
+            "--rate",
+            "0",
+            "--invalid-ratio",
+            "0.02",
+            "--instance",
+            "g1",
+        ])
+        .await;
+    let mut w = sc.worker("w1");
+    sc.wait_loaded(summary.messages_total).await;
+    assert_eq!(sc.totals().await, expected(&summary, 1));
+    assert_reporting_views_agree(&sc.schema.name, &summary).await;
+    w.signal("TERM");
+    assert!(
+        w.wait_timeout(Duration::from_secs(10)).success(),
+        "exits 0 within 10 s of SIGTERM"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_load_and_restarted_loses_and_duplicates_nothing() {
+    let sc = Scenario::new("w_kill", 4).await;
+    let mut w1 = sc.worker("w1");
+    let producing = sc.produce(&[
+        "--total",
+        "50000",
+        "--rate",
+        "8000",
+        "--invalid-ratio",
+        "0.02",
+        "--instance",
+        "g1",
+    ]);
+    let killer = async {
+        sc.wait_loaded_until(|n| n >= 10_000).await;
+        w1.signal("KILL");
+        w1.wait_timeout(Duration::from_secs(5));
+    };
+    let (summary, ()) = tokio::join!(producing, killer);
+    assert!(
+        sc.loaded().await < summary.messages_total as i64,
+        "killed in the middle of the load"
+    );
+    let _w2 = sc.worker("w2");
+    sc.wait_loaded(summary.messages_total).await;
+    assert_eq!(sc.totals().await, expected(&summary, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_joining_and_leaving_during_the_load_rebalance_exactly_once() {
+    let sc = Scenario::new("w_rebalance", 6).await;
+    let _w1 = sc.worker("w1");
+    let producing = sc.produce(&[
+        "--total",
+        "60000",
+        "--rate",
+        "6000",
+        "--invalid-ratio",
+        "0.02",
+        "--instance",
+        "g1",
+    ]);
+    let choreography = async {
+        sc.wait_loaded_until(|n| n >= 8_000).await;
+        let mut w2 = sc.worker("w2");
+        sc.wait_loaded_until(|n| n >= 18_000).await;
+        let mut w3 = sc.worker("w3");
+        sc.wait_loaded_until(|n| n >= 32_000).await;
+        // Both leave gracefully while the load goes on.
+        w2.signal("TERM");
+        w3.signal("TERM");
+        assert!(w2.wait_timeout(Duration::from_secs(10)).success());
+        assert!(w3.wait_timeout(Duration::from_secs(10)).success());
+    };
+    let (summary, ()) = tokio::join!(producing, choreography);
+    sc.wait_loaded(summary.messages_total).await;
+    assert_eq!(sc.totals().await, expected(&summary, 1));
+    let sql = format!(
+        "SELECT count(DISTINCT owner) FROM \"{}\".ingest_offsets WHERE topic = $1",
+        sc.schema.name
+    );
+    let topic = sc.topic.clone();
+    let owners: i64 = blocking(move || pg().query_one(&sql, &[&topic]).unwrap().get(0)).await;
+    assert_eq!(
+        owners, 1,
+        "after the others left, the first worker holds every partition"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_events_produced_twice_load_once() {
+    let sc = Scenario::new("w_dupes", 3).await;
+    let args = [
+        "--total",
+        "20000",
+        "--rate",
+        "0",
+        "--invalid-ratio",
+        "0.02",
+        "--instance",
+        "g1",
+        "--seed",
+        "5",
+    ];
+    let first = sc.produce(&args).await;
+    let second = sc.produce(&args).await;
+    assert_eq!(
+        first.net_revenue, second.net_revenue,
+        "the second run repeats the first"
+    );
+    let _w = sc.worker("w1");
+    sc.wait_loaded(first.messages_total + second.messages_total).await;
+    // Facts once; each copy of a bad message is its own record, so twice.
+    assert_eq!(sc.totals().await, expected(&first, 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminated_database_backends_are_survived_without_loss_or_duplicates() {
+    let sc = Scenario::new("w_pgkill", 4).await;
+    let _w = sc.worker("w1");
+    let producing = sc.produce(&[
+        "--total",
+        "50000",
+        "--rate",
+        "8000",
+        "--invalid-ratio",
+        "0.02",
+        "--instance",
+        "g1",
+    ]);
+    let terminator = async {
+        let app = format!("shopstream-worker:{}", sc.schema.name);
+        let mut killed = 0;
+        for threshold in [5_000_i64, 15_000, 30_000] {
+            sc.wait_loaded_until(move |n| n >= threshold).await;
+            let app = app.clone();
+            killed += blocking(move || {
+                pg().query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&app],
+                )
+                .unwrap()
+                .get::<_, i64>(0)
+            })
+            .await;
+        }
+        killed
+    };
+    let (summary, killed) = tokio::join!(producing, terminator);
+    assert!(killed >= 3, "terminated {killed} backends");
+    sc.wait_loaded(summary.messages_total).await;
+    assert_eq!(sc.totals().await, expected(&summary, 1));
+}
+
+fn valid_page_view(id: u32) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schema_version": 1, "event_id": uuid::Uuid::new_v4(), "event_type": "page_view",
+        "event_time": "2026-11-30T10:00:00Z", "session_id": uuid::Uuid::new_v4(),
+        "customer": {"customer_id": format!("C{id}"), "name": "Ann Lee", "email": "ann@example.com",
+                     "city": "Lyon", "country": "FR", "segment": "consumer", "signup_date": "2025-01-01"},
+        "product": {"product_id": "P1", "name": "Mug", "category": "Home", "brand": "Acme", "list_price": "9.99"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_invalid_kind_becomes_one_dead_letter_and_the_partition_keeps_moving() {
+    let sc = Scenario::new("w_dead", 1).await;
+    let good = valid_page_view(1);
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let bad: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
+        (
+            "not_utf8",
+            Some(b"{\"event_type\":\"\xff\"}".to_vec()),
+            "not valid UTF-8",
+        ),
+        (
+            "not_json",
+            Some(b"{\"schema_version\": 1, \"event".to_vec()),
+            "not valid JSON",
+        ),
+        ("not_json", None, "tombstone"),
+        (
+            "missing_field",
+            Some(with(&|v| {
+                v.as_object_mut().unwrap().remove("event_id");
+            })),
+            "`event_id`",
+        ),
+        (
+            "wrong_type",
+            Some(with(&|v| v["event_time"] = serde_json::json!(12))),
+            "`event_time`",
+        ),
+        (
+            "invalid_value",
+            Some(with(&|v| {
+                v["event_type"] = "add_to_cart".into();
+                v["quantity"] = (-2).into();
+            })),
+            "greater than 0",
+        ),
+        (
+            "unknown_event_type",
+            Some(with(&|v| v["event_type"] = "refund".into())),
+            "`refund`",
+        ),
+        (
+            "unsupported_schema_version",
+            Some(with(&|v| v["schema_version"] = 9.into())),
+            "schema_version 9",
+        ),
+    ];
+    let mut records: Vec<(&[u8], Option<&[u8]>)> = vec![(b"C1", Some(&good))];
+    for (_, payload, _) in &bad {
+        records.push((b"C1", payload.as_deref()));
+    }
+    let after = valid_page_view(2);
+    records.push((b"C2", Some(&after)));
+    tokio::task::block_in_place(|| produce_raw(&sc.topic, 0, &records));
+
+    let _w = sc.worker("w1");
+    sc.wait_loaded(records.len() as u64).await;
+    let sql = format!(
+        "SELECT kafka_offset, error_kind, error, payload FROM \"{}\".dead_letter ORDER BY kafka_offset",
+        sc.schema.name
+    );
+    let rows = blocking(move || pg().query(&sql, &[]).unwrap()).await;
+    assert_eq!(rows.len(), bad.len());
+    for (i, (row, (kind, payload, needle))) in rows.iter().zip(&bad).enumerate() {
+        assert_eq!(row.get::<_, i64>(0), i as i64 + 1, "offset");
+        assert_eq!(row.get::<_, &str>(1), *kind);
+        let error: &str = row.get(2);
+        assert!(
+            error.contains(needle),
+            "{kind}: `{error}` should mention {needle}"
+        );
+        assert_eq!(
+            row.get::<_, Option<Vec<u8>>>(3),
+            *payload,
+            "raw payload kept byte for byte"
+        );
+    }
+    assert_eq!(
+        sc.totals().await.activity,
+        2,
+        "the valid events before and after were loaded"
+    );
+}
