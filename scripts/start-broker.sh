@@ -3,10 +3,13 @@
 #   ENGINE=sqlite  durable, correct offsets: the default for development and tests
 #   ENGINE=memory  much faster but unsafe for resuming consumers (see BROKER.md):
 #                  only for throughput benchmarks that drain from offset 0
-# Usage: scripts/start-broker.sh [PORT] [sqlite|memory]
+#   --fresh        stop the broker this script started on PORT and wipe its data
+#                  (the test run uses a throw-away broker so data never piles up)
+# Usage: scripts/start-broker.sh [PORT] [sqlite|memory] [--fresh]
 set -euo pipefail
 PORT="${1:-9092}"
 ENGINE="${2:-sqlite}"
+FRESH="${3:-}"
 DEV_DIR="${SHOPSTREAM_DEV_DIR:-/var/tmp/shopstream-dev}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -19,13 +22,24 @@ case "$ENGINE" in
   *) echo "usage: $0 [PORT] [sqlite|memory]" >&2; exit 2 ;;
 esac
 
+dir="$DEV_DIR/broker-$PORT-$ENGINE"
+if [[ "$FRESH" == "--fresh" ]]; then
+  if [[ -f "$dir/broker.pid" ]] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
+    pid=$(cat "$dir/broker.pid")
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    say "stopped the previous broker on port $PORT"
+  fi
+  rm -rf "$dir"
+fi
+
 if port_open "$PORT"; then
   say "already listening on 127.0.0.1:$PORT"
   exit 0
 fi
 command -v tansu >/dev/null || { say "ERROR: tansu is not installed; run scripts/dev-deps.sh"; exit 1; }
 
-dir="$DEV_DIR/broker-$PORT-$ENGINE"
 mkdir -p "$dir"
 say "starting tansu ($ENGINE) on 127.0.0.1:$PORT; data and log in $dir"
 (

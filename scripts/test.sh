@@ -6,6 +6,15 @@ cd "$(dirname "$0")/.."
 
 scripts/dev-deps.sh
 
+# A throw-away broker and database for this run: every test creates its own
+# topics and schemas, and nothing piles up between runs.
+TEST_BROKER_PORT="${SHOPSTREAM_TEST_BROKER_PORT:-9093}"
+scripts/start-broker.sh "$TEST_BROKER_PORT" sqlite --fresh
+export SHOPSTREAM_TEST_BROKERS="127.0.0.1:$TEST_BROKER_PORT"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS shopstream_test WITH (FORCE)" postgres
+createdb -h 127.0.0.1 -U postgres shopstream_test
+export SHOPSTREAM_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/shopstream_test"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

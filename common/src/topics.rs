@@ -1,8 +1,10 @@
 //! Topic administration through the standard Kafka admin API: create a topic,
 //! grow its partitions, never shrink it. Used by the operator and by tests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
@@ -27,26 +29,47 @@ pub enum TopicChange {
         current: i32,
         requested: i32,
     },
+    /// The brokers refused to add partitions (e.g. they lack CreatePartitions).
+    CannotGrow {
+        current: i32,
+        requested: i32,
+        reason: String,
+    },
+}
+
+fn lookup(
+    admin: &AdminClient<DefaultClientContext>,
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, KafkaError> {
+    match crate::kafka::topic_partitions(admin.inner(), brokers, topic, timeout) {
+        Ok(n) => Ok(Some(n as i32)),
+        Err(KafkaError::NoSuchTopic { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 pub struct TopicAdmin {
-    admin: AdminClient<DefaultClientContext>,
+    admin: Arc<AdminClient<DefaultClientContext>>,
     brokers: String,
     timeout: Duration,
 }
 
 impl TopicAdmin {
     pub fn new(kafka: &KafkaArgs, timeout: Duration) -> Result<Self, KafkaError> {
-        let admin = kafka
-            .client_config()?
-            .create()
-            .map_err(|source| KafkaError::Client {
-                brokers: kafka.brokers.clone(),
-                source,
-            })?;
+        Self::from_config(&kafka.client_config()?, &kafka.brokers, timeout)
+    }
+
+    /// From a ready client configuration (bootstrap servers and security set).
+    pub fn from_config(config: &ClientConfig, brokers: &str, timeout: Duration) -> Result<Self, KafkaError> {
+        let admin = config.create().map_err(|source| KafkaError::Client {
+            brokers: brokers.to_string(),
+            source,
+        })?;
         Ok(Self {
-            admin,
-            brokers: kafka.brokers.clone(),
+            admin: Arc::new(admin),
+            brokers: brokers.to_string(),
             timeout,
         })
     }
@@ -58,12 +81,22 @@ impl TopicAdmin {
     }
 
     /// Current partition count, or `None` when the topic does not exist.
+    /// Blocks on a metadata request (see [`TopicAdmin::partitions_async`]).
     pub fn partitions(&self, topic: &str) -> Result<Option<i32>, KafkaError> {
-        match crate::kafka::topic_partitions(self.admin.inner(), &self.brokers, topic, self.timeout) {
-            Ok(n) => Ok(Some(n as i32)),
-            Err(KafkaError::NoSuchTopic { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        lookup(&self.admin, &self.brokers, topic, self.timeout)
+    }
+
+    /// [`TopicAdmin::partitions`] on the blocking pool.
+    pub async fn partitions_async(&self, topic: &str) -> Result<Option<i32>, KafkaError> {
+        let (admin, brokers, topic, timeout) = (
+            self.admin.clone(),
+            self.brokers.clone(),
+            topic.to_string(),
+            self.timeout,
+        );
+        tokio::task::spawn_blocking(move || lookup(&admin, &brokers, &topic, timeout))
+            .await
+            .map_err(|e| KafkaError::Settings(format!("metadata lookup failed: {e}")))?
     }
 
     /// Make `topic` exist with at least `partitions` partitions.
@@ -81,14 +114,22 @@ impl TopicAdmin {
                 requested: partitions,
             }),
             Some(current) => {
-                let results = self
+                let refused = |reason: String| TopicChange::CannotGrow {
+                    current,
+                    requested: partitions,
+                    reason,
+                };
+                let results = match self
                     .admin
                     .create_partitions(&[NewPartitions::new(topic, partitions as usize)], &self.options())
                     .await
-                    .map_err(|e| self.topic_error(topic, e.to_string()))?;
+                {
+                    Ok(r) => r,
+                    Err(e) => return Ok(refused(e.to_string())),
+                };
                 for r in results {
                     if let Err((_, code)) = r {
-                        return Err(self.topic_error(topic, format!("adding partitions failed: {code}")));
+                        return Ok(refused(code.to_string()));
                     }
                 }
                 Ok(TopicChange::Grown {
@@ -117,7 +158,7 @@ impl TopicAdmin {
                 // Someone else (another reconcile, a test) won the race: fine.
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
                     return Ok(TopicChange::Unchanged {
-                        partitions: self.partitions(topic)?.unwrap_or(partitions),
+                        partitions: self.partitions_async(topic).await?.unwrap_or(partitions),
                     });
                 }
                 Err((_, code)) => return Err(self.topic_error(topic, format!("creating it failed: {code}"))),

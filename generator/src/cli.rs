@@ -32,6 +32,25 @@ pub struct Cli {
     #[arg(long, env = "SHOPSTREAM_PROFILE", conflicts_with = "rate")]
     pub profile: Option<PathBuf>,
 
+    /// The load profile as YAML text (what the operator passes to its pods).
+    #[arg(long, env = "SHOPSTREAM_PROFILE_INLINE", conflicts_with_all = ["rate", "profile"])]
+    pub profile_inline: Option<String>,
+
+    /// When the profile started (RFC 3339); a producer starting later joins
+    /// the profile where it is. Defaults to now.
+    #[arg(long, env = "SHOPSTREAM_PROFILE_START")]
+    pub profile_start: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// This producer is one of ceil(rate / N) identical pods and produces its
+    /// share of the rate or profile (N events/s at most).
+    #[arg(long, env = "SHOPSTREAM_RATE_PER_REPLICA", value_parser = parse_positive)]
+    pub rate_per_replica: Option<f64>,
+
+    /// After the run ends, keep serving /metrics until SIGTERM instead of
+    /// exiting (a Deployment would restart an exited pod).
+    #[arg(long, env = "SHOPSTREAM_KEEP_ALIVE")]
+    pub keep_alive: bool,
+
     /// Stop after this many messages (valid and invalid).
     #[arg(long, env = "SHOPSTREAM_TOTAL")]
     pub total: Option<u64>,
@@ -114,6 +133,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Err(format!(
             "must be 0 (unlimited) or a positive number of events per second, got {s}"
         ))
+    }
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("must be a positive number, got {s}")),
     }
 }
 

@@ -20,7 +20,125 @@ pub enum Schedule {
     /// A steady rate, events per second.
     Constant(f64),
     /// Stages held or ramped (see [`LoadProfile`]).
-    Profile(LoadProfile),
+    Profile(ProfileClock),
+}
+
+/// A load profile as seen by one producer: it may join after the profile
+/// started (`offset`), and as one of several pods it may produce only its
+/// share of the rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileClock {
+    profile: LoadProfile,
+    /// Seconds into the profile at this producer's start (negative: not yet started).
+    offset: f64,
+    share: Option<ShareTable>,
+}
+
+/// Cumulative events of one pod's share over one profile cycle, tabulated:
+/// the share steps when the pod count changes, so it has no closed form.
+#[derive(Debug, Clone, PartialEq)]
+struct ShareTable {
+    rate_per_replica: f64,
+    step: f64,
+    cumulative: Vec<f64>,
+}
+
+/// Table resolution: fine enough to be exact to a few events, coarse enough
+/// that a day-long profile stays small.
+const SHARE_STEP: f64 = 0.05;
+const SHARE_MAX_POINTS: f64 = 200_000.0;
+
+impl ShareTable {
+    fn new(profile: &LoadProfile, rate_per_replica: f64) -> Self {
+        let cycle = profile.cycle_seconds() as f64;
+        let step = SHARE_STEP.max(cycle / SHARE_MAX_POINTS);
+        let n = (cycle / step).ceil() as usize;
+        let mut cumulative = Vec::with_capacity(n + 1);
+        let mut total = 0.0;
+        cumulative.push(0.0);
+        for i in 0..n {
+            let (a, b) = (i as f64 * step, ((i + 1) as f64 * step).min(cycle));
+            // Midpoint rule; exact on held stages.
+            let mid = profile.position((a + b) / 2.0).map_or(0.0, |p| p.rate);
+            total += shopstream_model::profile::share_of(mid, rate_per_replica) * (b - a);
+            cumulative.push(total);
+        }
+        Self {
+            rate_per_replica,
+            step,
+            cumulative,
+        }
+    }
+
+    /// Events of the share from the cycle start to `x` seconds (0 <= x <= cycle).
+    fn within_cycle(&self, x: f64) -> f64 {
+        let pos = x / self.step;
+        let i = (pos.floor() as usize).min(self.cumulative.len() - 1);
+        let next = self.cumulative.get(i + 1).copied().unwrap_or(self.cumulative[i]);
+        self.cumulative[i] + (next - self.cumulative[i]) * (pos - i as f64).clamp(0.0, 1.0)
+    }
+
+    fn per_cycle(&self) -> f64 {
+        self.cumulative.last().copied().unwrap_or(0.0)
+    }
+}
+
+impl ProfileClock {
+    pub fn new(profile: LoadProfile, offset: f64, rate_per_replica: Option<f64>) -> Self {
+        let share = rate_per_replica.map(|r| ShareTable::new(&profile, r));
+        Self {
+            profile,
+            offset,
+            share,
+        }
+    }
+
+    /// The whole profile for a lone producer starting with it.
+    pub fn whole(profile: LoadProfile) -> Self {
+        Self::new(profile, 0.0, None)
+    }
+
+    fn rate(&self, t: f64) -> Option<f64> {
+        let x = self.offset + t;
+        if x < 0.0 {
+            return Some(0.0);
+        }
+        let full = self.profile.position(x)?.rate;
+        Some(match &self.share {
+            Some(s) => shopstream_model::profile::share_of(full, s.rate_per_replica),
+            None => full,
+        })
+    }
+
+    /// Events due from the profile's start up to `x` seconds into it.
+    fn cumulative(&self, x: f64) -> f64 {
+        if x <= 0.0 {
+            return 0.0;
+        }
+        let Some(table) = &self.share else {
+            return self.profile.events_until(x);
+        };
+        let cycle = self.profile.cycle_seconds() as f64;
+        if !self.profile.repeat {
+            return table.within_cycle(x.min(cycle));
+        }
+        let cycles = (x / cycle).floor();
+        cycles * table.per_cycle() + table.within_cycle(x - cycles * cycle)
+    }
+
+    fn events_until(&self, t: f64) -> f64 {
+        self.cumulative(self.offset + t) - self.cumulative(self.offset)
+    }
+
+    fn finished(&self, t: f64) -> bool {
+        self.profile
+            .total_seconds()
+            .is_some_and(|total| self.offset + t >= total as f64)
+    }
+
+    fn stage(&self, t: f64) -> Option<usize> {
+        self.profile.position(self.offset + t).map(|p| p.stage)
+    }
 }
 
 impl Schedule {
@@ -29,14 +147,14 @@ impl Schedule {
         match self {
             Schedule::Unlimited => None,
             Schedule::Constant(r) => Some(*r),
-            Schedule::Profile(p) => p.position(elapsed).map(|pos| pos.rate),
+            Schedule::Profile(p) => p.rate(elapsed),
         }
     }
 
     /// Current profile stage index, if any.
     pub fn stage_at(&self, elapsed: f64) -> Option<usize> {
         match self {
-            Schedule::Profile(p) => p.position(elapsed).map(|pos| pos.stage),
+            Schedule::Profile(p) => p.stage(elapsed),
             _ => None,
         }
     }
@@ -51,7 +169,7 @@ impl Schedule {
 
     fn finished(&self, elapsed: f64) -> bool {
         match self {
-            Schedule::Profile(p) => p.total_seconds().is_some_and(|t| elapsed >= t as f64),
+            Schedule::Profile(p) => p.finished(elapsed),
             _ => false,
         }
     }
@@ -127,7 +245,11 @@ mod tests {
     }
 
     fn profile(stages: &[(u64, u64, bool)]) -> Schedule {
-        Schedule::Profile(LoadProfile {
+        Schedule::Profile(ProfileClock::whole(load_profile(stages)))
+    }
+
+    fn load_profile(stages: &[(u64, u64, bool)]) -> LoadProfile {
+        LoadProfile {
             stages: stages
                 .iter()
                 .map(|&(duration_seconds, events_per_second, ramp)| Stage {
@@ -137,7 +259,7 @@ mod tests {
                 })
                 .collect(),
             repeat: false,
-        })
+        }
     }
 
     #[test]
@@ -184,6 +306,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_pod_produces_its_share_from_where_the_profile_is() {
+        // 1000/s for 10 s, then 300/s for 10 s; 300/s per pod: 4 pods, then 1.
+        let p = load_profile(&[(10, 1000, false), (10, 300, false)]);
+        let pod = ProfileClock::new(p.clone(), 0.0, Some(300.0));
+        assert!(
+            (pod.events_until(10.0) - 2_500.0).abs() < 1e-6,
+            "{}",
+            pod.events_until(10.0)
+        );
+        assert!((pod.events_until(20.0) - 5_500.0).abs() < 1e-6);
+        assert_eq!(pod.rate(5.0), Some(250.0));
+        // A pod started 15 s into the profile: 5 s of the second stage left.
+        let late = Schedule::Profile(ProfileClock::new(p.clone(), 15.0, Some(300.0)));
+        assert!((late.events_until(5.0).unwrap() - 1_500.0).abs() < 1e-6);
+        assert!(late.finished(5.0) && !late.finished(4.9));
+        assert_eq!(late.stage_at(0.0), Some(1));
+        // Before the profile starts nothing is due.
+        let early = ProfileClock::new(p.clone(), -2.0, None);
+        assert_eq!(early.events_until(2.0), 0.0);
+        assert!((early.events_until(3.0) - 1_000.0).abs() < 1e-6);
+        // A ramp split across pods still sums to the ramp's integral.
+        let ramp = load_profile(&[(10, 2000, true)]);
+        let one = ProfileClock::new(ramp.clone(), 0.0, Some(500.0));
+        let pods = |t: f64| {
+            let rate = ramp.position(t).unwrap().rate;
+            shopstream_model::profile::replicas_for(rate, 500.0) as f64
+        };
+        // Summing share × pods over small slices approximates the whole.
+        let mut total = 0.0;
+        let mut t = 0.0;
+        while t < 10.0 {
+            total += (one.events_until(t + 0.05) - one.events_until(t)) * pods(t + 0.025);
+            t += 0.05;
+        }
+        assert!((total - 10_000.0).abs() < 60.0, "{total}");
     }
 
     #[test]

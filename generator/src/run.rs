@@ -17,7 +17,7 @@ use crate::catalog::Catalog;
 use crate::cli::Cli;
 use crate::invalid::{self, InvalidKind};
 use crate::metrics::Metrics;
-use crate::pacing::{self, Pace, Schedule};
+use crate::pacing::{self, Pace, ProfileClock, Schedule};
 use crate::producer::{ProducerError, ShopProducer};
 use crate::summary::{Contribution, RunInfo, StopReason, Summary, SummaryError};
 use crate::traffic::{Behaviour, Traffic};
@@ -54,14 +54,29 @@ impl Outcome {
 }
 
 pub fn load_schedule(cli: &Cli) -> Result<Schedule, GeneratorError> {
-    if let Some(path) = &cli.profile {
-        let profile = read_profile(path)?;
-        return Ok(Schedule::Profile(profile));
+    let profile = match (&cli.profile, &cli.profile_inline) {
+        (Some(path), _) => Some(read_profile(path)?),
+        (None, Some(text)) => Some(parse_profile(text, "--profile-inline")?),
+        (None, None) => None,
+    };
+    if let Some(profile) = profile {
+        // Joining a profile that started earlier (a pod of a Pipeline) starts
+        // from where the profile is now, not from its beginning.
+        let offset = cli
+            .profile_start
+            .map(|start| (Utc::now() - start).num_milliseconds() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        return Ok(Schedule::Profile(ProfileClock::new(
+            profile,
+            offset,
+            cli.rate_per_replica,
+        )));
     }
-    Ok(if cli.rate > 0.0 {
-        Schedule::Constant(cli.rate)
-    } else {
-        Schedule::Unlimited
+    Ok(match (cli.rate, cli.rate_per_replica) {
+        (r, _) if r <= 0.0 => Schedule::Unlimited,
+        // One of ceil(rate / per-replica) identical pods: produce a share.
+        (r, Some(per_replica)) => Schedule::Constant(shopstream_model::profile::share_of(r, per_replica)),
+        (r, None) => Schedule::Constant(r),
     })
 }
 
@@ -71,14 +86,16 @@ fn read_profile(path: &Path) -> Result<LoadProfile, GeneratorError> {
         path: shown.clone(),
         source,
     })?;
-    let profile: LoadProfile = serde_yaml::from_str(&text).map_err(|e| GeneratorError::ProfileInvalid {
-        path: shown.clone(),
-        detail: e.to_string(),
-    })?;
-    profile.validate().map_err(|e| GeneratorError::ProfileInvalid {
-        path: shown,
-        detail: e.to_string(),
-    })?;
+    parse_profile(&text, &shown)
+}
+
+fn parse_profile(text: &str, source: &str) -> Result<LoadProfile, GeneratorError> {
+    let invalid = |detail: String| GeneratorError::ProfileInvalid {
+        path: source.to_string(),
+        detail,
+    };
+    let profile: LoadProfile = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    profile.validate().map_err(|e| invalid(e.to_string()))?;
     Ok(profile)
 }
 
@@ -122,10 +139,12 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
         "generator starting"
     );
 
+    // The endpoint outlives production (it serves through --keep-alive).
+    let exit = StopFlag::new();
     if let Some(addr) = cli.metrics_addr {
-        let stop = stop.clone();
+        let exit = exit.clone();
         http::serve(addr, metrics.registry.clone(), http::always_ready(), async move {
-            stop.wait().await
+            exit.wait().await
         })
         .await?;
     }
@@ -223,6 +242,12 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
         stopped_by = ?summary.stopped_by,
         "generator finished"
     );
+    if cli.keep_alive && stopped_by != StopReason::Signal {
+        tracing::info!("run complete; idling until SIGTERM (--keep-alive)");
+        let sig = shutdown::signalled().await;
+        tracing::info!(signal = sig, "exiting");
+    }
+    exit.set();
     Ok(Outcome { summary })
 }
 

@@ -6,11 +6,13 @@
 
 pub mod event;
 pub mod money;
+pub mod pipeline;
 pub mod profile;
 pub mod validate;
 pub mod warehouse;
 
 pub use event::{Customer, Event, EventType, LineItem, Order, Product, SCHEMA_VERSION};
+pub use pipeline::{Pipeline, PipelineSpec, PipelineStatus};
 pub use profile::{LoadProfile, Stage};
 pub use validate::{ErrorKind, ValidationError, parse_event};
 pub use warehouse::SchemaName;

@@ -4,13 +4,15 @@
 //! `spec.generator.profile`; the maths here drives both the generator's pacer
 //! and the operator's generator scaling.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stage {
-    /// How long the stage lasts.
+    /// How long the stage lasts, in seconds.
+    #[schemars(range(min = 1))]
     pub duration_seconds: u64,
     /// The rate at the end of the stage (held for the whole stage unless `ramp`).
     pub events_per_second: u64,
@@ -19,9 +21,11 @@ pub struct Stage {
     pub ramp: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadProfile {
+    /// Stages run in order; each holds its rate or ramps to it.
+    #[schemars(length(min = 1))]
     pub stages: Vec<Stage>,
     /// Start over after the last stage instead of finishing.
     #[serde(default)]
@@ -45,6 +49,25 @@ pub struct Position {
     pub remaining_seconds: f64,
     /// Instantaneous target rate (events/s).
     pub rate: f64,
+}
+
+/// Generator pods needed for `rate` events/s when one pod produces up to
+/// `rate_per_replica`: the operator scales to this, and every pod divides
+/// the rate by it to find its own share.
+pub fn replicas_for(rate: f64, rate_per_replica: f64) -> u32 {
+    if rate <= 0.0 || rate_per_replica <= 0.0 {
+        return 0;
+    }
+    // A hair of tolerance so 1000.0000001 / 500 does not ask for a third pod.
+    (rate / rate_per_replica - 1e-9).ceil().max(1.0) as u32
+}
+
+/// The rate one of `replicas_for(rate, rate_per_replica)` pods produces.
+pub fn share_of(rate: f64, rate_per_replica: f64) -> f64 {
+    match replicas_for(rate, rate_per_replica) {
+        0 => 0.0,
+        n => rate / f64::from(n),
+    }
 }
 
 impl LoadProfile {
@@ -223,6 +246,24 @@ mod tests {
         assert!((pos.rate - 500.0).abs() < 1e-6);
         assert!((pos.remaining_seconds - 5.0).abs() < 1e-6);
         assert_eq!(p.total_seconds(), None);
+    }
+
+    #[test]
+    fn replicas_and_shares() {
+        // (rate, per replica, replicas, share)
+        let cases = [
+            (0.0, 500.0, 0, 0.0),
+            (1.0, 500.0, 1, 1.0),
+            (500.0, 500.0, 1, 500.0),
+            (500.5, 500.0, 2, 250.25),
+            (1000.0, 500.0, 2, 500.0),
+            (4200.0, 1000.0, 5, 840.0),
+            (100.0, 0.0, 0, 0.0),
+        ];
+        for (rate, per, n, share) in cases {
+            assert_eq!(replicas_for(rate, per), n, "{rate}/{per}");
+            assert!((share_of(rate, per) - share).abs() < 1e-9, "{rate}/{per}");
+        }
     }
 
     #[test]

@@ -1,0 +1,417 @@
+//! Desired state as pure functions: a Pipeline in, the generator and worker
+//! Deployments out. The Kubernetes runtime applies them; the local runtime
+//! translates the same pod specs into processes.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use shopstream_model::Pipeline;
+use shopstream_model::pipeline::{KafkaSpec, SaslMechanism};
+
+/// Port of every binary's /metrics, /healthz and /readyz.
+pub const METRICS_PORT: i32 = 9100;
+/// Non-root UID/GID the image runs as (distroless "nonroot").
+pub const RUN_AS: i64 = 65532;
+pub const MANAGER: &str = "shopstream-operator";
+const CA_MOUNT: &str = "/etc/shopstream/kafka-ca";
+const CA_FILE: &str = "ca.crt";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Generator,
+    Worker,
+}
+
+impl Component {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Generator => "generator",
+            Component::Worker => "worker",
+        }
+    }
+
+    fn binary(self) -> &'static str {
+        match self {
+            Component::Generator => "shopstream-generator",
+            Component::Worker => "shopstream-worker",
+        }
+    }
+}
+
+pub fn deployment_name(p: &Pipeline, c: Component) -> String {
+    format!("{}-{}", p.name_any(), c.as_str())
+}
+
+/// Labels identifying one component's pods (the Deployment selector).
+pub fn selector_labels(p: &Pipeline, c: Component) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "shopstream".to_string()),
+        ("app.kubernetes.io/instance".to_string(), p.name_any()),
+        ("app.kubernetes.io/component".to_string(), c.as_str().to_string()),
+    ])
+}
+
+pub fn labels(p: &Pipeline, c: Component) -> BTreeMap<String, String> {
+    let mut l = selector_labels(p, c);
+    l.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+    l.insert("app.kubernetes.io/part-of".into(), "shopstream".into());
+    l
+}
+
+/// `k=v,k=v`, as the scale subresource and `kubectl -l` want it.
+pub fn selector_string(p: &Pipeline, c: Component) -> String {
+    selector_labels(p, c)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The consumer group of a pipeline's workers (shared with the worker's default).
+pub fn worker_group(p: &Pipeline) -> String {
+    format!("shopstream-{}", p.spec.warehouse.schema)
+}
+
+fn var(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn pod_name_env() -> EnvVar {
+    EnvVar {
+        name: "SHOPSTREAM_INSTANCE".into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                api_version: None,
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Brokers, security protocol, SASL credentials (from the Secret) and CA file.
+fn kafka_env(k: &KafkaSpec) -> Vec<EnvVar> {
+    let tls = k.tls.as_ref().is_some_and(|t| t.enabled);
+    let protocol = match (k.sasl.is_some(), tls) {
+        (false, false) => "plaintext",
+        (false, true) => "ssl",
+        (true, false) => "sasl-plaintext",
+        (true, true) => "sasl-ssl",
+    };
+    let mut out = vec![
+        var("SHOPSTREAM_BROKERS", k.bootstrap_servers.clone()),
+        var("SHOPSTREAM_KAFKA_SECURITY_PROTOCOL", protocol),
+    ];
+    if let Some(sasl) = &k.sasl {
+        let mechanism = match sasl.mechanism {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        };
+        out.push(var("SHOPSTREAM_KAFKA_SASL_MECHANISM", mechanism));
+        if let Some(creds) = &k.credentials_secret_ref {
+            out.push(secret_env(
+                "SHOPSTREAM_KAFKA_SASL_USERNAME",
+                &creds.name,
+                &creds.username_key,
+            ));
+            out.push(secret_env(
+                "SHOPSTREAM_KAFKA_SASL_PASSWORD",
+                &creds.name,
+                &creds.password_key,
+            ));
+        }
+    }
+    if tls && k.tls.as_ref().is_some_and(|t| t.ca_secret_ref.is_some()) {
+        out.push(var("SHOPSTREAM_KAFKA_CA_FILE", format!("{CA_MOUNT}/{CA_FILE}")));
+    }
+    out
+}
+
+/// The CA bundle Secret, mounted read-only where `SHOPSTREAM_KAFKA_CA_FILE` points.
+fn ca_volume(k: &KafkaSpec) -> Option<(Volume, VolumeMount)> {
+    let ca = k.tls.as_ref().filter(|t| t.enabled)?.ca_secret_ref.as_ref()?;
+    Some((
+        Volume {
+            name: "kafka-ca".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(ca.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ca.key.clone(),
+                    path: CA_FILE.into(),
+                    mode: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "kafka-ca".into(),
+            mount_path: CA_MOUNT.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ))
+}
+
+fn quantity(s: &str) -> Quantity {
+    Quantity(s.to_string())
+}
+
+fn default_resources(c: Component) -> ResourceRequirements {
+    let (cpu, memory, limit) = match c {
+        Component::Generator => ("500m", "128Mi", "256Mi"),
+        Component::Worker => ("250m", "128Mi", "256Mi"),
+    };
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), quantity(cpu)),
+            ("memory".to_string(), quantity(memory)),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_string(), quantity(limit))])),
+        ..Default::default()
+    }
+}
+
+fn probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Default::default()
+    }
+}
+
+/// Restricted Pod Security Standard: non-root, no privilege escalation, no
+/// capabilities, read-only root filesystem, RuntimeDefault seccomp.
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn deployment(
+    p: &Pipeline,
+    c: Component,
+    replicas: i32,
+    image: &str,
+    env: Vec<EnvVar>,
+    resources: Option<ResourceRequirements>,
+    readiness: &str,
+) -> Deployment {
+    let (volumes, mounts) = match ca_volume(&p.spec.kafka) {
+        Some((v, m)) => (Some(vec![v]), Some(vec![m])),
+        None => (None, None),
+    };
+    let spec = &p.spec;
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(deployment_name(p, c)),
+            namespace: p.namespace(),
+            labels: Some(labels(p, c)),
+            owner_references: p.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            revision_history_limit: Some(3),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(p, c)),
+                match_expressions: None,
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: None,
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(p, c)),
+                    annotations: Some(BTreeMap::from([
+                        ("prometheus.io/scrape".to_string(), "true".to_string()),
+                        ("prometheus.io/port".to_string(), METRICS_PORT.to_string()),
+                    ])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: c.as_str().into(),
+                        image: Some(image.into()),
+                        command: Some(vec![c.binary().into()]),
+                        env: Some(env),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("metrics".into()),
+                            container_port: METRICS_PORT,
+                            protocol: Some("TCP".into()),
+                            ..Default::default()
+                        }]),
+                        liveness_probe: Some(probe("/healthz", 10)),
+                        readiness_probe: Some(probe(readiness, 5)),
+                        resources: Some(resources.unwrap_or_else(|| default_resources(c))),
+                        security_context: Some(container_security()),
+                        volume_mounts: mounts,
+                        ..Default::default()
+                    }],
+                    volumes,
+                    security_context: Some(pod_security()),
+                    automount_service_account_token: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+                    tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+                    affinity: spec.affinity.clone(),
+                    priority_class_name: spec.priority_class_name.clone(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The workers: `replicas` comes from the scaler (or `spec.workers.replicas`).
+pub fn worker_deployment(p: &Pipeline, replicas: i32, image: &str) -> Deployment {
+    let s = &p.spec;
+    let mut vars = kafka_env(&s.kafka);
+    vars.extend([
+        var("SHOPSTREAM_TOPIC", p.topic()),
+        var("SHOPSTREAM_GROUP", worker_group(p)),
+        var("SHOPSTREAM_SCHEMA", s.warehouse.schema.clone()),
+        secret_env(
+            "SHOPSTREAM_DATABASE_URL",
+            &s.warehouse.connection_secret_ref.name,
+            &s.warehouse.connection_secret_ref.key,
+        ),
+        var(
+            "SHOPSTREAM_BATCH_MAX_RECORDS",
+            s.workers.batch.max_records.to_string(),
+        ),
+        var(
+            "SHOPSTREAM_BATCH_MAX_WAIT_MS",
+            s.workers.batch.max_wait_ms.to_string(),
+        ),
+        var("SHOPSTREAM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
+        var("SHOPSTREAM_LOG_FORMAT", "json"),
+        pod_name_env(),
+    ]);
+    deployment(
+        p,
+        Component::Worker,
+        replicas,
+        image,
+        vars,
+        s.workers.resources.clone(),
+        "/readyz",
+    )
+}
+
+/// The generators. Every pod gets the whole profile, its start time and the
+/// per-pod rate, and produces its own share (see `generator_plan`).
+pub fn generator_deployment(
+    p: &Pipeline,
+    replicas: i32,
+    image: &str,
+    profile_start: Option<DateTime<Utc>>,
+) -> Deployment {
+    let s = &p.spec;
+    let g = &s.generator;
+    let mut vars = kafka_env(&s.kafka);
+    vars.extend([
+        var("SHOPSTREAM_TOPIC", p.topic()),
+        var("SHOPSTREAM_SEED", g.seed.to_string()),
+        var("SHOPSTREAM_CUSTOMERS", g.customers.to_string()),
+        var("SHOPSTREAM_PRODUCTS", g.products.to_string()),
+        var("SHOPSTREAM_INVALID_RATIO", g.invalid_ratio.to_string()),
+        var("SHOPSTREAM_RATE_PER_REPLICA", g.rate_per_replica.to_string()),
+    ]);
+    match &g.profile {
+        Some(profile) => {
+            // JSON is YAML: one line, no quoting surprises in the env var.
+            let text = serde_json::to_string(profile).unwrap_or_default();
+            vars.push(var("SHOPSTREAM_PROFILE_INLINE", text));
+            if let Some(start) = profile_start {
+                vars.push(var(
+                    "SHOPSTREAM_PROFILE_START",
+                    start.to_rfc3339_opts(SecondsFormat::Millis, true),
+                ));
+            }
+        }
+        None => vars.push(var("SHOPSTREAM_RATE", g.events_per_second.to_string())),
+    }
+    vars.extend([
+        var("SHOPSTREAM_KEEP_ALIVE", "true"),
+        var("SHOPSTREAM_PROGRESS_INTERVAL", "30s"),
+        var("SHOPSTREAM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
+        var("SHOPSTREAM_LOG_FORMAT", "json"),
+        pod_name_env(),
+    ]);
+    deployment(
+        p,
+        Component::Generator,
+        replicas,
+        image,
+        vars,
+        g.resources.clone(),
+        "/healthz",
+    )
+}

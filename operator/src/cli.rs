@@ -1,0 +1,80 @@
+//! Command line of `shopstream-operator`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use shopstream_common::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shopstream-operator",
+    version,
+    about = "Runs Shopstream Pipelines: on Kubernetes (run), or on this machine (local)",
+    after_help = "Flags can also be set with the SHOPSTREAM_* environment variables shown."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the Pipeline CustomResourceDefinition (YAML).
+    Crd,
+    /// Reconcile Pipelines in the cluster (in-cluster config or KUBECONFIG).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Elect a leader through a Lease, so several replicas can run.
+    #[arg(long, env = "SHOPSTREAM_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "SHOPSTREAM_LEASE_NAME", default_value = "shopstream-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the leader Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, env = "SHOPSTREAM_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// Serve /metrics, /healthz and /readyz here.
+    #[arg(long, env = "SHOPSTREAM_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// Only watch this namespace (default: all namespaces).
+    #[arg(long, env = "SHOPSTREAM_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Image for generator and worker pods when a Pipeline sets none.
+    #[arg(long, env = "SHOPSTREAM_DEFAULT_IMAGE", default_value = concat!("ghcr.io/shopstream/shopstream:", env!("CARGO_PKG_VERSION")))]
+    pub default_image: String,
+
+    /// Pipelines reconciled at the same time.
+    #[arg(long, env = "SHOPSTREAM_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// How often autoscaled Pipelines are looked at.
+    #[arg(long, env = "SHOPSTREAM_SCALE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub scale_interval: Duration,
+
+    /// Timeout of Kafka admin and offset requests.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub kafka_timeout: Duration,
+}

@@ -1,0 +1,96 @@
+//! Table-driven tests of the pure Deployment builders, from YAML fixtures.
+
+use serde::Deserialize;
+use serde_json::Value;
+use shopstream_model::Pipeline;
+use shopstream_operator::builders::{self, Component};
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    component: String,
+    replicas: i32,
+    #[serde(default = "default_image")]
+    image: String,
+    #[serde(default)]
+    profile_start: Option<chrono::DateTime<chrono::Utc>>,
+    pipeline: Pipeline,
+    expect: Value,
+}
+
+fn default_image() -> String {
+    "shopstream:test".into()
+}
+
+/// `actual` contains `expected`: objects key by key, lists item by item
+/// (each expected item matches some actual item), scalars equal.
+fn contains(actual: &Value, expected: &Value, path: &str) -> Result<(), String> {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => {
+            for (k, ev) in e {
+                let av = a.get(k).ok_or_else(|| format!("{path}.{k} is missing"))?;
+                contains(av, ev, &format!("{path}.{k}"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            for (i, ev) in e.iter().enumerate() {
+                if !a.iter().any(|av| contains(av, ev, path).is_ok()) {
+                    return Err(format!(
+                        "{path}[{i}] = {ev} matches no item of {}",
+                        Value::Array(a.clone())
+                    ));
+                }
+            }
+            Ok(())
+        }
+        (a, e) if a == e => Ok(()),
+        (a, e) => Err(format!("{path}: expected {e}, got {a}")),
+    }
+}
+
+#[test]
+fn deployments_match_the_fixtures() {
+    let cases: Vec<Case> = serde_yaml::from_str(include_str!("fixtures/builders.yaml")).unwrap();
+    assert!(cases.len() >= 4);
+    for case in cases {
+        let d = match case.component.as_str() {
+            "worker" => builders::worker_deployment(&case.pipeline, case.replicas, &case.image),
+            "generator" => {
+                builders::generator_deployment(&case.pipeline, case.replicas, &case.image, case.profile_start)
+            }
+            other => panic!("unknown component {other}"),
+        };
+        let actual = serde_json::to_value(&d).unwrap();
+        if let Err(e) = contains(&actual, &case.expect, "") {
+            panic!(
+                "{}: {e}\nbuilt: {}",
+                case.name,
+                serde_yaml::to_string(&actual).unwrap()
+            );
+        }
+        // Secrets only ever arrive by reference.
+        for c in d.spec.unwrap().template.spec.unwrap().containers {
+            for var in c.env.unwrap_or_default() {
+                let literal = var.value.unwrap_or_default();
+                assert!(
+                    !(literal.contains("postgres://")
+                        || var.name.contains("PASSWORD") && !literal.is_empty()),
+                    "{}: {} carries a secret literally",
+                    case.name,
+                    var.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn selector_string_matches_the_selector_labels() {
+    let cases: Vec<Case> = serde_yaml::from_str(include_str!("fixtures/builders.yaml")).unwrap();
+    let p = &cases[0].pipeline;
+    let s = builders::selector_string(p, Component::Worker);
+    for (k, v) in builders::selector_labels(p, Component::Worker) {
+        assert!(s.contains(&format!("{k}={v}")), "{s}");
+    }
+}
