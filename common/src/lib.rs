@@ -8,5 +8,6 @@ pub mod hash;
 pub mod http;
 pub mod kafka;
 pub mod logging;
+pub mod pg;
 pub mod shutdown;
 pub mod topics;

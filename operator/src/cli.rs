@@ -1,6 +1,7 @@
 //! Command line of `shopstream-operator`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +35,48 @@ pub enum Command {
     Crd,
     /// Reconcile Pipelines in the cluster (in-cluster config or KUBECONFIG).
     Run(RunArgs),
+    /// Run one Pipeline on this machine as child processes, then audit it.
+    Local(LocalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// The Pipeline manifest.
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+
+    /// Stop after this long (default: when the profile ends, or on Ctrl-C).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// YAML file of Secret values: `<secret name>: {<key>: <value>}`.
+    /// `SHOPSTREAM_SECRET_<NAME>_<KEY>` env vars override it.
+    #[arg(long, env = "SHOPSTREAM_SECRETS_FILE")]
+    pub secrets: Option<PathBuf>,
+
+    /// Where shopstream-generator and shopstream-worker are (default: next to this binary).
+    #[arg(long, env = "SHOPSTREAM_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Logs, generator summaries and Secret files go here (default: a new temp dir).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+
+    /// How often to print the live table.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub report_interval: Duration,
+
+    /// How often the autoscaler looks at the lag.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub scale_interval: Duration,
+
+    /// How long to wait at the end for the workers to load everything.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Keep a JSON file with the running children (names, pids, metrics ports).
+    #[arg(long)]
+    pub status_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

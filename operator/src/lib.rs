@@ -4,7 +4,8 @@
 //! - [`generator_plan`] and [`scaler`]: how many generators and workers (pure);
 //! - [`status`]: phase and conditions (pure);
 //! - [`reconcile`]: the phases against the Kubernetes API and Kafka;
-//! - [`controller`]: leader election, metrics, the kube-runtime Controller.
+//! - [`controller`]: leader election, metrics, the kube-runtime Controller;
+//! - [`local`]: the same desired state as processes on one machine.
 
 pub mod builders;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod controller;
 pub mod generator_plan;
 pub mod kafka_ops;
 pub mod leader;
+pub mod local;
 pub mod metrics;
 pub mod reconcile;
 pub mod scaler;

@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::process::ExitCode;
 
 use kube::CustomResourceExt;
@@ -5,6 +6,25 @@ use shopstream_common::{cli, logging};
 use shopstream_model::Pipeline;
 use shopstream_operator::cli::{Cli, Command};
 use shopstream_operator::controller::{self, RunSettings};
+use shopstream_operator::local::{self, LocalSettings};
+
+/// Run `work` on a multi-threaded runtime and log its error, if any.
+fn block_on<E: std::error::Error + 'static>(work: impl Future<Output = Result<ExitCode, E>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{}", shopstream_common::error::chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit();
@@ -20,6 +40,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Local(args) => {
+            let settings = LocalSettings {
+                file: args.file,
+                duration: args.duration,
+                secrets: args.secrets,
+                bin_dir: args.bin_dir,
+                run_dir: args.run_dir,
+                report_interval: args.report_interval,
+                scale_interval: args.scale_interval,
+                drain_timeout: args.drain_timeout,
+                status_file: args.status_file,
+            };
+            block_on(async move {
+                let outcome = local::run(settings).await?;
+                Ok::<_, local::LocalError>(if outcome.audit.matches() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            })
+        }
         Command::Run(args) => {
             let identity = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
@@ -37,20 +78,10 @@ fn main() -> ExitCode {
                 lease_duration: args.lease_duration,
                 identity,
             };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the async runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(controller::run(settings)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{}", shopstream_common::error::chain(&e));
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(async move {
+                controller::run(settings).await?;
+                Ok::<_, controller::RunError>(ExitCode::SUCCESS)
+            })
         }
     }
 }

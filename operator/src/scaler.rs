@@ -191,7 +191,8 @@ pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Durati
 /// The incoming rate is the growth of the high watermarks. A worker's
 /// capacity is only visible while it has a backlog (otherwise it processes
 /// what arrives, not what it could): it is estimated from readings with lag
-/// above `backlog`, smoothed, and kept when the backlog is gone.
+/// above `backlog` and above two seconds of arrivals, smoothed, and kept
+/// when the backlog is gone.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RateEstimator {
     last: Option<Reading>,
@@ -211,6 +212,9 @@ pub struct Reading {
 
 /// Weight of a new measurement in the smoothed rates.
 const SMOOTHING: f64 = 0.5;
+/// A backlog must exceed this many seconds of arrivals to show capacity:
+/// records in flight in normal batches are not a backlog.
+const BACKLOG_SECONDS: f64 = 2.0;
 
 impl RateEstimator {
     pub fn observe(&mut self, reading: Reading, backlog: u64) {
@@ -221,7 +225,8 @@ impl RateEstimator {
                 self.incoming = Some(smooth(self.incoming, incoming));
                 let lag = reading.produced.saturating_sub(reading.committed);
                 let replicas = prev.replicas.min(reading.replicas);
-                if lag > backlog && replicas > 0 {
+                let threshold = backlog.max((incoming * BACKLOG_SECONDS) as u64);
+                if lag > threshold && replicas > 0 {
                     let processed = reading.committed.saturating_sub(prev.committed) as f64 / dt;
                     if processed > 0.0 {
                         self.per_replica = Some(smooth(self.per_replica, processed / f64::from(replicas)));

@@ -1,0 +1,111 @@
+//! PostgreSQL connection settings shared by the binaries: TLS as libpq does
+//! it (certificates verified only when a CA is given), an application name,
+//! keepalives, and a printable target that never shows the password.
+
+use std::fmt;
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use postgres::Client;
+use postgres_openssl::MakeTlsConnector;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("invalid database URL: {0}")]
+    Url(String),
+    #[error("TLS setup for PostgreSQL failed: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect { target: String, source: postgres::Error },
+    #[error("preparing statements in schema {schema} failed: {source}")]
+    Prepare { schema: String, source: postgres::Error },
+}
+
+/// How to reach the warehouse. The URL may hold a password, so it is only
+/// ever shown through [`DbSettings::target`].
+#[derive(Clone)]
+pub struct DbSettings {
+    config: postgres::Config,
+    ca_file: Option<String>,
+}
+
+impl fmt::Debug for DbSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.target())
+    }
+}
+
+impl DbSettings {
+    pub fn parse(url: &str, application_name: &str, ca_file: Option<String>) -> Result<Self, DbError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| DbError::Url(e.to_string()))?;
+        if config.get_options().is_none() {
+            // Keep NOTICEs ("already exists, skipping") out of the logs.
+            config.options("-c client_min_messages=warning");
+        }
+        config
+            .application_name(application_name)
+            .connect_timeout(Duration::from_secs(10))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        Ok(Self { config, ca_file })
+    }
+
+    /// `user@host:port/dbname`, without the password.
+    pub fn target(&self) -> String {
+        let host = self
+            .config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".to_string());
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}@{}:{}/{}",
+            self.config.get_user().unwrap_or("?"),
+            host,
+            port,
+            self.config.get_dbname().unwrap_or("?")
+        )
+    }
+
+    pub fn connect(&self) -> Result<Client, DbError> {
+        // `sslmode` in the URL decides whether TLS is used (prefer by default).
+        // As with libpq, certificates are verified only when a CA is given;
+        // otherwise TLS encrypts but does not authenticate the server.
+        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+        let verify = self.ca_file.is_some();
+        match &self.ca_file {
+            Some(ca) => builder.set_ca_file(ca)?,
+            None => builder.set_verify(SslVerifyMode::NONE),
+        }
+        let mut tls = MakeTlsConnector::new(builder.build());
+        tls.set_callback(move |config, _host| {
+            config.set_verify_hostname(verify);
+            Ok(())
+        });
+        self.config.connect(tls).map_err(|source| DbError::Connect {
+            target: self.target(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_never_shows() {
+        let s = DbSettings::parse("postgres://loader:hunter2@db.internal:6543/shop", "w", None).unwrap();
+        assert_eq!(s.target(), "loader@db.internal:6543/shop");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let err = DbSettings::parse("postgres://x:y@h:notaport/db", "w", None).unwrap_err();
+        assert!(err.to_string().starts_with("invalid database URL"));
+    }
+}
