@@ -34,6 +34,8 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 [[ -f /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
 [[ -f /usr/include/zlib.h ]] || missing+=(zlib1g-dev)
 command -v psql >/dev/null || missing+=(postgresql-client)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if (( ${#missing[@]} )); then apt_install "${missing[@]}"; else say "build prerequisites present"; fi
 
 if ! command -v cargo >/dev/null; then

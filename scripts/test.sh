@@ -20,8 +20,18 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast || status=$?
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast || status=$?
 fi
+
+echo "== chart checks (Helm engine via helm-python-sdk, kubernetes-validate)"
+venv="${SHOPSTREAM_VENV:-${CARGO_TARGET_DIR:-target}/venv}"
+if [[ ! -x "$venv/bin/python" ]]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check -r charts/tests/requirements.txt
+"$venv/bin/python" -m pytest -q charts/tests || status=$?
+exit "$status"

@@ -270,7 +270,11 @@ fn deployment(
             name: Some(deployment_name(p, c)),
             namespace: p.namespace(),
             labels: Some(labels(p, c)),
-            owner_references: p.controller_owner_ref(&()).map(|o| vec![o]),
+            // blockOwnerDeletion: foreground deletion of a Pipeline waits for its Deployments.
+            owner_references: p.controller_owner_ref(&()).map(|mut o| {
+                o.block_owner_deletion = Some(true);
+                vec![o]
+            }),
             ..Default::default()
         },
         spec: Some(DeploymentSpec {

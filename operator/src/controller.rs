@@ -20,7 +20,7 @@ use shopstream_model::Pipeline;
 use thiserror::Error;
 
 use crate::builders::MANAGER;
-use crate::kafka_ops::RdKafkaOps;
+use crate::kafka_ops::{KafkaOps, RdKafkaOps};
 use crate::leader::{Claim, LeaseLock};
 use crate::metrics::Metrics;
 use crate::reconcile::{Ctx, error_policy, reconcile};
@@ -107,13 +107,6 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         None => None,
     };
 
-    let (pipelines, deployments): (Api<Pipeline>, Api<Deployment>) = match &settings.watch_namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         kafka: RdKafkaOps::new(settings.kafka_timeout),
@@ -139,20 +132,14 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         let stop = stop.clone();
         async move { stop.wait().await }
     };
-    Controller::new(pipelines, watcher::Config::default().any_semantic())
-        .owns(
-            deployments,
-            watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
-        )
-        .with_config(controller::Config::default().concurrency(settings.concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller event");
-            }
-        })
-        .await;
+    drive(
+        client,
+        settings.watch_namespace.as_deref(),
+        ctx,
+        settings.concurrency,
+        shutdown,
+    )
+    .await;
     if let Some(lock) = lock
         && let Err(e) = lock.release().await
     {
@@ -162,6 +149,38 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         return Err(RunError::LostLeadership);
     }
     Ok(())
+}
+
+/// Watch Pipelines (and the Deployments they own) and reconcile them until
+/// `shutdown` resolves.
+pub async fn drive<K: KafkaOps>(
+    client: Client,
+    namespace: Option<&str>,
+    ctx: Arc<Ctx<K>>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (pipelines, deployments): (Api<Pipeline>, Api<Deployment>) = match namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    Controller::new(pipelines, watcher::Config::default().any_semantic())
+        .owns(
+            deployments,
+            watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
+        )
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
 }
 
 /// Stand by until the lease is ours; `false` when stopped first.

@@ -29,6 +29,7 @@ pub struct Call {
     pub method: String,
     pub path: String,
     pub query: String,
+    pub content_type: String,
     pub body: Value,
 }
 
@@ -128,6 +129,21 @@ impl FakeApi {
             .map(|p| serde_json::to_value(p).unwrap())
             .unwrap_or(Value::Null);
         match (call.method.as_str(), segments.as_slice()) {
+            // A watch that ends at once (the watcher simply watches again).
+            ("GET", [.., "pipelines" | "deployments"]) if call.query.contains("watch=true") => {
+                respond(200, &Value::Null).map(|_| Body::empty())
+            }
+            ("GET", [.., resource @ ("pipelines" | "deployments")]) => {
+                let (api_version, kind) = if *resource == "pipelines" {
+                    ("shopstream.dev/v1alpha1", "PipelineList")
+                } else {
+                    ("apps/v1", "DeploymentList")
+                };
+                respond(
+                    200,
+                    &json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "1"}, "items": []}),
+                )
+            }
             (_, [.., "leases"]) => self.lease(call, None),
             (_, [.., "leases", n]) => {
                 let n = n.to_string();
@@ -221,6 +237,12 @@ pub fn serve(mut api: FakeApi) -> (Client, tokio::task::JoinHandle<Vec<Call>>) {
         let mut calls = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
             let method = req.method().to_string();
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let path = req.uri().path().to_string();
             let query = req.uri().query().unwrap_or_default().to_string();
             let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
@@ -229,6 +251,7 @@ pub fn serve(mut api: FakeApi) -> (Client, tokio::task::JoinHandle<Vec<Call>>) {
                 method,
                 path,
                 query,
+                content_type,
                 body,
             };
             send.send_response(api.answer(&call));
