@@ -1,5 +1,5 @@
 # One image with every Shopstream binary. The operator runs it, and starts
-# generator and worker pods from the same image (spec.image or the chart's
+# generator, worker and dashboard pods from the same image (spec.image or the chart's
 # operator.defaultImage overrides it).
 #
 #   docker build -t ghcr.io/shopstream/shopstream:0.1.0 .
@@ -10,9 +10,9 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-      -p shopstream-operator -p shopstream-worker -p shopstream-generator \
+      -p shopstream-operator -p shopstream-worker -p shopstream-generator -p shopstream-dashboard \
  && mkdir -p /out/bin /out/lib \
- && cp target/release/shopstream-operator target/release/shopstream-worker target/release/shopstream-generator /out/bin/ \
+ && for b in operator worker generator dashboard; do cp "target/release/shopstream-$b" /out/bin/; done \
  # The distroless base has glibc and OpenSSL; bring the other shared libraries along.
  && for lib in $(ldd /out/bin/* | awk '/=> \// {print $3}' | sort -u | grep -E 'libz\.so'); do cp "$lib" /out/lib/; done
 

@@ -2,7 +2,9 @@
 # Install (if absent) and start what Shopstream needs locally:
 #   - build tools and headers for the Rust crates (Debian packages),
 #   - PostgreSQL on 127.0.0.1:5432,
-#   - the Kafka-compatible broker (tansu, SQLite engine) on 127.0.0.1:9092.
+#   - the Kafka-compatible broker (tansu, SQLite engine) on 127.0.0.1:9092,
+#   - with --with-browser, Debian's headless-capable Chromium (the dashboard's
+#     browser test needs it).
 # Idempotent: safe to re-run; prints what it did.
 set -euo pipefail
 
@@ -11,6 +13,14 @@ TANSU_VERSION=0.6.0
 export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf 'dev-deps: %s\n' "$*"; }
+
+with_browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-browser) with_browser=1 ;;
+    *) echo "usage: $0 [--with-browser]" >&2; exit 2 ;;
+  esac
+done
 
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
@@ -36,6 +46,11 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+command -v curl >/dev/null || missing+=(curl)
+if (( with_browser )); then
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  fc-list 2>/dev/null | grep -qi liberation || missing+=(fonts-liberation)
+fi
 if (( ${#missing[@]} )); then apt_install "${missing[@]}"; else say "build prerequisites present"; fi
 
 if ! command -v cargo >/dev/null; then

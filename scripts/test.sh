@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/dev-deps.sh
+scripts/dev-deps.sh --with-browser
 
 # A throw-away broker and database for this run: every test creates its own
 # topics and schemas, and nothing piles up between runs.

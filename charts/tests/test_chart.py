@@ -6,11 +6,15 @@
 - every pod meets the restricted Pod Security Standard;
 - the RBAC rules are exactly those in rbac-rules.json, which operator/tests/rbac.rs
   derives from the API calls the operator makes;
-- the chart's CRD is the generated one.
+- the chart's CRD is the generated one;
+- the Grafana dashboard ships as a sidecar ConfigMap, is well formed, and only
+  reads warehouse tables the migrations create (dashboard/tests/grafana.rs runs
+  its SQL against a real warehouse).
 """
 
 import json
 import pathlib
+import re
 
 import helm_python as helm
 import jsonschema
@@ -37,6 +41,7 @@ ALL_ON = {
     "nodeSelector": {"pool": "system"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}],
     "podAnnotations": {"example.com/owner": "data-platform"},
+    "grafanaDashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "Shopstream"}},
 }
 SCOPED = {"watchNamespace": "team-a"}
 
@@ -88,7 +93,7 @@ def test_defaults_are_minimal_and_features_are_off():
 def test_every_optional_feature_renders():
     docs, _ = render(ALL_ON)
     assert kinds(docs) == [
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy", "Pipeline",
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "Pipeline",
         "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor",
     ]
     deployment = docs_of(docs, "Deployment")[0]
@@ -129,6 +134,8 @@ BAD_VALUES = [
     ("service type", {"metrics": {"service": {"type": "Ingress"}}}),
     ("schema name", {"examplePipeline": {"schema": "Shop-DB"}}),
     ("typo in a nested key", {"networkPolicy": {"enable": True}}),
+    ("dashboard label value", {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}),
+    ("dashboard namespace", {"grafanaDashboard": {"namespace": "Monitoring"}}),
 ]
 
 
@@ -239,3 +246,56 @@ def test_the_chart_crd_is_the_generated_crd():
     assert (CHART / "crds" / "pipeline.yaml").read_bytes() == (ROOT / "crds" / "pipeline.yaml").read_bytes(), (
         "copy crds/pipeline.yaml to charts/shopstream/crds/pipeline.yaml"
     )
+
+
+DASHBOARD = CHART / "dashboards" / "shopstream.json"
+
+
+def warehouse_tables():
+    """Tables the worker's migrations create."""
+    sql = "".join(p.read_text() for p in sorted((ROOT / "worker" / "migrations").glob("*.sql")))
+    return set(re.findall(r"CREATE TABLE \{schema\}\.(\w+)", sql))
+
+
+def test_the_grafana_dashboard_ships_as_a_sidecar_config_map():
+    docs, _ = render(ALL_ON)
+    cm = docs_of(docs, "ConfigMap")[0]
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"]["grafana_folder"] == "Shopstream"
+    assert json.loads(cm["data"]["shopstream.json"]) == json.loads(DASHBOARD.read_text())
+    defaults, _ = render({"grafanaDashboard": {"enabled": True}})
+    assert docs_of(defaults, "ConfigMap")[0]["metadata"]["namespace"] == NAMESPACE
+
+
+def panels_of(dashboard):
+    for p in dashboard["panels"]:
+        yield p
+        yield from p.get("panels", [])
+
+
+def test_the_grafana_dashboard_is_well_formed_and_reads_only_warehouse_tables():
+    dash = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "grafana-postgresql-datasource"
+    assert "agg_sales_minute" in variables["schema"]["query"]
+    tables = warehouse_tables()
+    assert {"agg_sales_minute", "agg_product", "fact_sales", "dead_letter"} <= tables
+    panels = [p for p in panels_of(dash) if p["type"] != "row"]
+    titles = {p["title"] for p in panels}
+    # The same four areas as the built-in dashboard.
+    assert {"Revenue", "Orders", "Average order value", "Top products", "Funnel",
+            "New vs returning customers", "Revenue by country", "Dead letters (last hour)"} <= titles
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids are unique"
+    for p in panels:
+        assert p["datasource"]["uid"] == "${datasource}", p["title"]
+        for t in p["targets"]:
+            sql = t["rawSql"]
+            used = re.findall(r"(\$\{schema:raw\}|\w+)\.(\w+)", sql)
+            qualified = [table for prefix, table in used if prefix == "${schema:raw}"]
+            assert qualified, f"{p['title']}: reads no warehouse table"
+            assert set(qualified) <= tables, f"{p['title']}: unknown tables {set(qualified) - tables}"
+            # A bare table name would read whatever search_path finds.
+            bare = {m.group(1) for m in re.finditer(r"\b(?:FROM|JOIN)\s+(\w+)\b(?!\.)", sql, re.I)}
+            assert not bare & tables, f"{p['title']}: unqualified {bare & tables}"

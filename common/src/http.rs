@@ -61,7 +61,8 @@ pub async fn serve(
     Ok((local, handle))
 }
 
-fn router(registry: Registry, ready: ReadinessCheck) -> Router {
+/// The operational routes alone, to merge into a binary's own router.
+pub fn router(registry: Registry, ready: ReadinessCheck) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

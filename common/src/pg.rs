@@ -27,6 +27,8 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct DbSettings {
     config: postgres::Config,
+    /// The same settings for async clients (the dashboard's pool).
+    async_config: tokio_postgres::Config,
     ca_file: Option<String>,
 }
 
@@ -50,7 +52,26 @@ impl DbSettings {
             .connect_timeout(Duration::from_secs(10))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
-        Ok(Self { config, ca_file })
+        let mut async_config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+        if async_config.get_options().is_none() {
+            async_config.options("-c client_min_messages=warning");
+        }
+        async_config
+            .application_name(application_name)
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        Ok(Self {
+            config,
+            async_config,
+            ca_file,
+        })
+    }
+
+    pub fn async_config(&self) -> tokio_postgres::Config {
+        self.async_config.clone()
     }
 
     /// `user@host:port/dbname`, without the password.
@@ -75,6 +96,16 @@ impl DbSettings {
     }
 
     pub fn connect(&self) -> Result<Client, DbError> {
+        self.config
+            .connect(self.tls()?)
+            .map_err(|source| DbError::Connect {
+                target: self.target(),
+                source,
+            })
+    }
+
+    /// The TLS connector for sync and async clients alike.
+    pub fn tls(&self) -> Result<MakeTlsConnector, DbError> {
         // `sslmode` in the URL decides whether TLS is used (prefer by default).
         // As with libpq, certificates are verified only when a CA is given;
         // otherwise TLS encrypts but does not authenticate the server.
@@ -89,10 +120,7 @@ impl DbSettings {
             config.set_verify_hostname(verify);
             Ok(())
         });
-        self.config.connect(tls).map_err(|source| DbError::Connect {
-            target: self.target(),
-            source,
-        })
+        Ok(tls)
     }
 }
 

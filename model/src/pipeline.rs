@@ -371,6 +371,7 @@ impl Default for BatchSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DashboardSpec {
+    /// Run the live dashboard (a Deployment and a Service `<name>-dashboard`).
     #[serde(default)]
     pub enabled: bool,
 }
@@ -407,6 +408,17 @@ pub struct PipelineStatus {
     pub generator: Option<GeneratorStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<WorkersStatus>,
+    /// Present while the dashboard is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<DashboardStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardStatus {
+    /// Service of the dashboard (`http://<service>.<namespace>`).
+    pub service: String,
+    pub ready_replicas: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

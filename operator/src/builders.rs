@@ -9,7 +9,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -30,6 +31,7 @@ const CA_FILE: &str = "ca.crt";
 pub enum Component {
     Generator,
     Worker,
+    Dashboard,
 }
 
 impl Component {
@@ -37,6 +39,7 @@ impl Component {
         match self {
             Component::Generator => "generator",
             Component::Worker => "worker",
+            Component::Dashboard => "dashboard",
         }
     }
 
@@ -44,6 +47,7 @@ impl Component {
         match self {
             Component::Generator => "shopstream-generator",
             Component::Worker => "shopstream-worker",
+            Component::Dashboard => "shopstream-dashboard",
         }
     }
 }
@@ -192,6 +196,7 @@ fn default_resources(c: Component) -> ResourceRequirements {
     let (cpu, memory, limit) = match c {
         Component::Generator => ("500m", "128Mi", "256Mi"),
         Component::Worker => ("250m", "128Mi", "256Mi"),
+        Component::Dashboard => ("50m", "64Mi", "128Mi"),
     };
     ResourceRequirements {
         requests: Some(BTreeMap::from([
@@ -260,7 +265,11 @@ fn deployment(
     resources: Option<ResourceRequirements>,
     readiness: &str,
 ) -> Deployment {
-    let (volumes, mounts) = match ca_volume(&p.spec.kafka) {
+    // The dashboard never talks to Kafka, so it gets no Kafka CA.
+    let kafka_ca = (c != Component::Dashboard)
+        .then(|| ca_volume(&p.spec.kafka))
+        .flatten();
+    let (volumes, mounts) = match kafka_ca {
         Some((v, m)) => (Some(vec![v]), Some(vec![m])),
         None => (None, None),
     };
@@ -418,4 +427,50 @@ pub fn generator_deployment(
         g.resources.clone(),
         "/healthz",
     )
+}
+
+/// The dashboard (one replica; zero when paused), reading the same warehouse.
+pub fn dashboard_deployment(p: &Pipeline, image: &str) -> Deployment {
+    let s = &p.spec;
+    let vars = vec![
+        secret_env(
+            "SHOPSTREAM_DATABASE_URL",
+            &s.warehouse.connection_secret_ref.name,
+            &s.warehouse.connection_secret_ref.key,
+        ),
+        var("SHOPSTREAM_SCHEMA", s.warehouse.schema.clone()),
+        // The page, the API and /metrics share the one port.
+        var("SHOPSTREAM_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
+        var("SHOPSTREAM_LOG_FORMAT", "json"),
+    ];
+    let replicas = if s.paused { 0 } else { 1 };
+    deployment(p, Component::Dashboard, replicas, image, vars, None, "/readyz")
+}
+
+/// `<pipeline>-dashboard` on port 80.
+pub fn dashboard_service(p: &Pipeline) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(deployment_name(p, Component::Dashboard)),
+            namespace: p.namespace(),
+            labels: Some(labels(p, Component::Dashboard)),
+            owner_references: p.controller_owner_ref(&()).map(|mut o| {
+                o.block_owner_deletion = Some(true);
+                vec![o]
+            }),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(p, Component::Dashboard)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("metrics".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
 }

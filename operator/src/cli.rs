@@ -77,6 +77,10 @@ pub struct LocalArgs {
     /// Keep a JSON file with the running children (names, pids, metrics ports).
     #[arg(long)]
     pub status_file: Option<PathBuf>,
+
+    /// Serve the dashboard (when the Pipeline enables it) on this port if it is free.
+    #[arg(long, default_value_t = 8080)]
+    pub dashboard_port: u16,
 }
 
 #[derive(Debug, Args)]

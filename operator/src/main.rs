@@ -51,6 +51,7 @@ fn main() -> ExitCode {
                 scale_interval: args.scale_interval,
                 drain_timeout: args.drain_timeout,
                 status_file: args.status_file,
+                dashboard_port: Some(args.dashboard_port),
             };
             block_on(async move {
                 let outcome = local::run(settings).await?;

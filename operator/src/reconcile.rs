@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -18,7 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use shopstream_common::hash::fnv1a64;
 use shopstream_common::topics::TopicChange;
-use shopstream_model::pipeline::{KafkaSpec, Phase, SaslMechanism};
+use shopstream_model::pipeline::{DashboardStatus, KafkaSpec, Phase, SaslMechanism};
 use shopstream_model::{Pipeline, PipelineStatus};
 use thiserror::Error;
 
@@ -279,6 +279,7 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
             &Patch::Apply(&worker),
         )
         .await?;
+    let dashboard = apply_dashboard(ctx, &p, &image, &params).await?;
 
     // 6. Status.
     let previous_desired = previous
@@ -297,6 +298,7 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
             .and_then(|w| w.last_scale_time.zip(w.last_scale_reason.clone()))
     };
     let seen = Seen {
+        dashboard,
         generation,
         paused: spec.paused,
         topic: topic_state,
@@ -361,6 +363,52 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
         next = next.min(ctx.scale_interval);
     }
     Ok(Action::requeue(next))
+}
+
+/// The dashboard when enabled; removed (once) when it gets disabled.
+async fn apply_dashboard<K: KafkaOps>(
+    ctx: &Ctx<K>,
+    p: &Pipeline,
+    image: &str,
+    params: &PatchParams,
+) -> Result<Option<DashboardStatus>, Error> {
+    let ns = p.namespace().ok_or(Error::NoNamespace)?;
+    let name = builders::deployment_name(p, Component::Dashboard);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    if p.spec.dashboard.enabled {
+        let applied = deployments
+            .patch(
+                &name,
+                params,
+                &Patch::Apply(&builders::dashboard_deployment(p, image)),
+            )
+            .await?;
+        services
+            .patch(&name, params, &Patch::Apply(&builders::dashboard_service(p)))
+            .await?;
+        return Ok(Some(DashboardStatus {
+            service: name,
+            ready_replicas: rollout(&applied).ready,
+        }));
+    }
+    let was_deployed = p.status.as_ref().and_then(|s| s.dashboard.as_ref()).is_some();
+    if was_deployed {
+        for result in [
+            deployments
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+            services.delete(&name, &DeleteParams::default()).await.map(|_| ()),
+        ] {
+            match result {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(None)
 }
 
 async fn cleanup<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Error> {
@@ -521,6 +569,7 @@ fn unavailable_view(p: &Pipeline, topic: TopicState) -> Seen {
     let g = prev.and_then(|s| s.generator.clone()).unwrap_or_default();
     let w = prev.and_then(|s| s.workers.clone()).unwrap_or_default();
     Seen {
+        dashboard: prev.and_then(|s| s.dashboard.clone()),
         generation: p.metadata.generation,
         paused: p.spec.paused,
         topic,

@@ -64,6 +64,7 @@ pub struct WorkersView {
 }
 
 pub struct Seen {
+    pub dashboard: Option<shopstream_model::pipeline::DashboardStatus>,
     pub generation: Option<i64>,
     pub paused: bool,
     pub topic: TopicState,
@@ -304,6 +305,7 @@ pub fn compute(previous: Option<&PipelineStatus>, seen: &Seen, now: &Time) -> Pi
             last_scale_time: w.last_scale.as_ref().map(|(t, _)| *t),
             last_scale_reason: w.last_scale.as_ref().map(|(_, r)| r.clone()),
         }),
+        dashboard: seen.dashboard.clone(),
     }
 }
 
@@ -341,6 +343,7 @@ mod tests {
 
     fn seen(ready_workers: i32) -> Seen {
         Seen {
+            dashboard: None,
             generation: Some(3),
             paused: false,
             topic: TopicState::Ready {

@@ -59,6 +59,16 @@ fn deployments_match_the_fixtures() {
             "generator" => {
                 builders::generator_deployment(&case.pipeline, case.replicas, &case.image, case.profile_start)
             }
+            "dashboard" => {
+                let d = builders::dashboard_deployment(&case.pipeline, &case.image);
+                assert_eq!(
+                    d.spec.as_ref().and_then(|s| s.replicas),
+                    Some(case.replicas),
+                    "{}",
+                    case.name
+                );
+                d
+            }
             other => panic!("unknown component {other}"),
         };
         let actual = serde_json::to_value(&d).unwrap();
@@ -93,4 +103,59 @@ fn selector_string_matches_the_selector_labels() {
     for (k, v) in builders::selector_labels(p, Component::Worker) {
         assert!(s.contains(&format!("{k}={v}")), "{s}");
     }
+}
+
+#[test]
+fn the_dashboard_service_reaches_the_dashboard_pods_only() {
+    let cases: Vec<Case> = serde_yaml::from_str(include_str!("fixtures/builders.yaml")).unwrap();
+    let case = cases
+        .iter()
+        .find(|c| c.component == "dashboard")
+        .expect("a dashboard case");
+    let p = &case.pipeline;
+    let svc = builders::dashboard_service(p);
+    let d = builders::dashboard_deployment(p, "shopstream:test");
+    assert_eq!(svc.metadata.name.as_deref(), Some("shop-dashboard"));
+    assert_eq!(svc.metadata.owner_references.as_ref().map(Vec::len), Some(1));
+    let spec = svc.spec.unwrap();
+    // The selector picks the dashboard's pods, not the workers' or generators'.
+    let pod_labels = d.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    let selector = spec.selector.unwrap();
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    assert_eq!(
+        selector.get("app.kubernetes.io/component").map(String::as_str),
+        Some("dashboard")
+    );
+    let port = &spec.ports.unwrap()[0];
+    assert_eq!(port.port, 80);
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+            "metrics".into()
+        ))
+    );
+}
+
+#[test]
+fn the_dashboard_gets_no_kafka_credentials_or_ca() {
+    let cases: Vec<Case> = serde_yaml::from_str(include_str!("fixtures/builders.yaml")).unwrap();
+    let mut p = cases
+        .iter()
+        .find(|c| c.name.starts_with("secret references"))
+        .expect("the secure case")
+        .pipeline
+        .clone();
+    p.spec.dashboard.enabled = true;
+    let pod = builders::dashboard_deployment(&p, "shopstream:test")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert!(pod.volumes.is_none());
+    let env = pod.containers[0].env.clone().unwrap();
+    assert!(
+        env.iter().all(|v| !v.name.starts_with("SHOPSTREAM_KAFKA")),
+        "{env:?}"
+    );
 }

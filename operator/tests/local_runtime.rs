@@ -126,6 +126,9 @@ spec:
     let exit = child.wait_timeout(Duration::from_secs(240));
     reader.join().unwrap();
     let out = lines.lock().unwrap().join("\n");
+    if !exit.success() {
+        print_log_tails(&dir.path().join("run").join("logs"));
+    }
     assert!(exit.success(), "local runtime failed:\n{out}");
     assert!(
         seen("rate tgt/actual") && seen("lag"),
@@ -145,4 +148,22 @@ spec:
     assert!(down > first_up);
     assert!(out.contains("\nMATCH"), "the audit matched:\n{out}");
     assert!(!out.contains("MISMATCH"));
+}
+
+/// The end of every child's log, to see why a run failed (the run directory
+/// goes away with the test).
+fn print_log_tails(logs: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(logs) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        println!("--- {} (last 40 lines)", path.display());
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            println!("{line}");
+        }
+    }
 }

@@ -128,9 +128,29 @@ async fn reconcile_all() -> Vec<Call> {
     let (client, server) = serve(api);
     let kafka = FakeKafka::default();
     let c = ctx(client.clone(), kafka);
+    // The dashboard switched on, then off again (its objects are removed).
+    let mut with_dashboard = secure.clone();
+    with_dashboard.spec.dashboard.enabled = true;
+    let mut without_dashboard = secure.clone();
+    without_dashboard.status = Some(shopstream_model::PipelineStatus {
+        dashboard: Some(shopstream_model::pipeline::DashboardStatus {
+            service: "secure-dashboard".into(),
+            ready_replicas: 1,
+        }),
+        ..Default::default()
+    });
     // New (finalizer), deploy (secrets, topic event), again (scaling), invalid
     // twice (the same event again: the recorder's series), deleted.
-    for p in [new, secure.clone(), secure, invalid.clone(), invalid, doomed] {
+    for p in [
+        new,
+        secure.clone(),
+        secure,
+        with_dashboard,
+        without_dashboard,
+        invalid.clone(),
+        invalid,
+        doomed,
+    ] {
         let _ = reconcile(Arc::new(p), c.clone()).await;
     }
     // The controller's watches.

@@ -307,3 +307,56 @@ async fn autoscaling_scales_workers_to_the_lag_and_explains() {
         "looks again at the scale interval"
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_is_deployed_with_a_service_and_removed_when_disabled() {
+    let kafka = FakeKafka::default();
+    kafka.topics.lock().unwrap().insert("shop-events".into(), 4);
+    let enabled = SHOP.replace(
+        "workers: {replicas: 2}",
+        "workers: {replicas: 2}\n  dashboard: {enabled: true}",
+    );
+    let (_, calls) = run(pipeline(&with_finalizer(&enabled)), kafka.clone(), true).await;
+    let deployment = find(&calls, "/deployments/shop-dashboard");
+    assert_eq!(deployment.method, "PATCH");
+    assert_eq!(deployment.body["spec"]["replicas"], 1);
+    let service = find(&calls, "/services/shop-dashboard");
+    assert_eq!(service.method, "PATCH");
+    assert!(service.query.contains("fieldManager=shopstream-operator"));
+    assert_eq!(service.body["spec"]["ports"][0]["port"], 80);
+    let status = &find(&calls, "/pipelines/shop/status").body["status"];
+    assert_eq!(status["dashboard"]["service"], "shop-dashboard");
+    assert_eq!(status["dashboard"]["readyReplicas"], 1);
+
+    // Switched off: both objects go, once, and the status forgets them.
+    let mut disabled = pipeline(&with_finalizer(SHOP));
+    disabled.status = Some(
+        serde_json::from_value(serde_json::json!({
+            "phase": "Running",
+            "dashboard": {"service": "shop-dashboard", "readyReplicas": 1}
+        }))
+        .unwrap(),
+    );
+    let (_, calls) = run(disabled, kafka.clone(), true).await;
+    let deletes: Vec<String> = lines(&calls)
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "DELETE /apis/apps/v1/namespaces/demo/deployments/shop-dashboard",
+            "DELETE /api/v1/namespaces/demo/services/shop-dashboard",
+        ]
+    );
+    let status = &find(&calls, "/pipelines/shop/status").body["status"];
+    assert!(status["dashboard"].is_null(), "{status}");
+
+    // Never enabled: nothing is touched.
+    let (_, calls) = run(pipeline(&with_finalizer(SHOP)), kafka, true).await;
+    assert!(
+        calls.iter().all(|c| !c.path.contains("dashboard")),
+        "{:?}",
+        lines(&calls)
+    );
+}

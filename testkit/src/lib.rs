@@ -230,3 +230,57 @@ pub fn produce_raw(topic: &str, partition: i32, records: &[(&[u8], Option<&[u8]>
         .flush(Duration::from_secs(30))
         .expect("all records acknowledged");
 }
+
+/// A TCP proxy to a real server that a test can cut and restore, to play a
+/// database or broker outage without touching the shared service.
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl TcpProxy {
+    /// Listen on 127.0.0.1 (a free port) and forward to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cut = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (up2, cut2) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound); // refuse while down
+                    continue;
+                }
+                let cut = cut2.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.notified() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, cut }
+    }
+
+    /// Drop every connection and refuse new ones.
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

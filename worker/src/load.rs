@@ -112,11 +112,6 @@ pub fn load_batch(
         }
         w.finish()?;
     }
-    let sales_rows = if staged_sales > 0 {
-        tx.execute(&stmts.insert_sales, &[])?
-    } else {
-        0
-    };
 
     let staged_activity = batch.activity.len() as u64;
     if staged_activity > 0 {
@@ -157,10 +152,11 @@ pub fn load_batch(
         }
         w.finish()?;
     }
-    let activity_rows = if staged_activity > 0 {
-        tx.execute(&stmts.insert_activity, &[])?
+    let (sales_rows, activity_rows) = if staged_sales + staged_activity > 0 {
+        let row = tx.query_one(&stmts.insert_facts, &[])?;
+        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
     } else {
-        0
+        (0, 0)
     };
 
     let dead = &batch.dead_letters;

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reporting_views",
         sql: include_str!("../migrations/0002_reporting_views.sql"),
     },
+    Migration {
+        version: 3,
+        name: "rollups",
+        sql: include_str!("../migrations/0003_rollups.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).

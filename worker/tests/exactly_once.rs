@@ -222,6 +222,65 @@ async fn assert_reporting_views_agree(schema: &str, s: &Summary) {
     );
 }
 
+/// The rollups the loader maintains equal the same aggregates over the facts.
+async fn assert_rollups_match_facts(schema: &str) {
+    let s = schema.to_string();
+    let checks = [
+        (
+            "agg_sales_minute",
+            format!(
+                "SELECT bucket, orders, units, gross, discounts, net, new_orders, new_net FROM \"{s}\".agg_sales_minute"
+            ),
+            format!(
+                "SELECT date_trunc('minute', event_time), count(DISTINCT order_id), sum(quantity), sum(line_total),
+                        sum(discount_amount), sum(net_amount), count(DISTINCT order_id) FILTER (WHERE is_first_order),
+                        coalesce(sum(net_amount) FILTER (WHERE is_first_order), 0)
+                 FROM \"{s}\".fact_sales GROUP BY 1"
+            ),
+        ),
+        (
+            "agg_activity_minute",
+            format!("SELECT bucket, page_views, cart_adds FROM \"{s}\".agg_activity_minute"),
+            format!(
+                "SELECT date_trunc('minute', event_time), count(*) FILTER (WHERE event_type = 'page_view'),
+                        count(*) FILTER (WHERE event_type = 'add_to_cart')
+                 FROM \"{s}\".fact_activity GROUP BY 1"
+            ),
+        ),
+        (
+            "agg_product",
+            format!("SELECT product_key, views, cart_adds, order_lines, units, net FROM \"{s}\".agg_product"),
+            format!(
+                "SELECT p.product_key,
+                        (SELECT count(*) FROM \"{s}\".fact_activity a WHERE a.product_key = p.product_key AND a.event_type = 'page_view'),
+                        (SELECT count(*) FROM \"{s}\".fact_activity a WHERE a.product_key = p.product_key AND a.event_type = 'add_to_cart'),
+                        (SELECT count(*) FROM \"{s}\".fact_sales f WHERE f.product_key = p.product_key),
+                        (SELECT coalesce(sum(quantity), 0) FROM \"{s}\".fact_sales f WHERE f.product_key = p.product_key),
+                        (SELECT coalesce(sum(net_amount), 0) FROM \"{s}\".fact_sales f WHERE f.product_key = p.product_key)
+                 FROM \"{s}\".dim_product p"
+            ),
+        ),
+        (
+            "agg_geo",
+            format!("SELECT country, segment, orders, net FROM \"{s}\".agg_geo"),
+            format!(
+                "SELECT c.country, c.segment, count(DISTINCT f.order_id), sum(f.net_amount)
+                 FROM \"{s}\".fact_sales f JOIN \"{s}\".dim_customer c USING (customer_key) GROUP BY 1, 2"
+            ),
+        ),
+    ];
+    for (name, rollup, facts) in checks {
+        let sql = format!(
+            "SELECT (SELECT count(*) FROM (({rollup}) EXCEPT ({facts})) a) + (SELECT count(*) FROM (({facts}) EXCEPT ({rollup})) b),
+                    (SELECT count(*) FROM ({rollup}) r)"
+        );
+        let row = blocking(move || pg().query_one(&sql, &[]).unwrap()).await;
+        let (differences, rows): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(differences, 0, "{name} differs from the facts");
+        assert!(rows > 0, "{name} is empty");
+    }
+}
+
 /// The `postgres` client is synchronous: keep it off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking task")
@@ -256,6 +315,7 @@ async fn one_worker_loads_50k_events_exactly() {
     sc.wait_loaded(summary.messages_total).await;
     assert_eq!(sc.totals().await, expected(&summary, 1));
     assert_reporting_views_agree(&sc.schema.name, &summary).await;
+    assert_rollups_match_facts(&sc.schema.name).await;
     w.signal("TERM");
     assert!(
         w.wait_timeout(Duration::from_secs(10)).success(),
@@ -290,6 +350,7 @@ async fn a_worker_killed_mid_load_and_restarted_loses_and_duplicates_nothing() {
     let _w2 = sc.worker("w2");
     sc.wait_loaded(summary.messages_total).await;
     assert_eq!(sc.totals().await, expected(&summary, 1));
+    assert_rollups_match_facts(&sc.schema.name).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,6 +382,7 @@ async fn workers_joining_and_leaving_during_the_load_rebalance_exactly_once() {
     let (summary, ()) = tokio::join!(producing, choreography);
     sc.wait_loaded(summary.messages_total).await;
     assert_eq!(sc.totals().await, expected(&summary, 1));
+    assert_rollups_match_facts(&sc.schema.name).await;
     let sql = format!(
         "SELECT count(DISTINCT owner) FROM \"{}\".ingest_offsets WHERE topic = $1",
         sc.schema.name
@@ -358,6 +420,7 @@ async fn the_same_events_produced_twice_load_once() {
     sc.wait_loaded(first.messages_total + second.messages_total).await;
     // Facts once; each copy of a bad message is its own record, so twice.
     assert_eq!(sc.totals().await, expected(&first, 2));
+    assert_rollups_match_facts(&sc.schema.name).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -396,6 +459,7 @@ async fn terminated_database_backends_are_survived_without_loss_or_duplicates() 
     assert!(killed >= 3, "terminated {killed} backends");
     sc.wait_loaded(summary.messages_total).await;
     assert_eq!(sc.totals().await, expected(&summary, 1));
+    assert_rollups_match_facts(&sc.schema.name).await;
 }
 
 fn valid_page_view(id: u32) -> Vec<u8> {

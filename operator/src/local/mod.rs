@@ -62,6 +62,8 @@ pub struct LocalSettings {
     pub scale_interval: Duration,
     pub drain_timeout: Duration,
     pub status_file: Option<PathBuf>,
+    /// Port for the dashboard (when the Pipeline enables it), if free.
+    pub dashboard_port: Option<u16>,
 }
 
 /// How the run ended.
@@ -133,6 +135,10 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 fn default_bin_dir() -> PathBuf {
@@ -244,6 +250,7 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
         Duration::from_secs(15),
     );
     let mut workers = Supervisor::new("worker", &logs, None, Duration::from_secs(10));
+    let mut dashboards = Supervisor::new("dashboard", &logs, None, Duration::from_secs(5));
     let started = Instant::now();
     let started_at = Utc::now();
     let run_id = format!("{:x}", started_at.timestamp() % 0x10_0000);
@@ -253,6 +260,15 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
                 builders::generator_deployment(&p, 1, "local", Some(started_at))
             }
             builders::Component::Worker => builders::worker_deployment(&p, 1, "local"),
+            builders::Component::Dashboard => builders::dashboard_deployment(&p, "local"),
+        };
+        // The dashboard gets the port people will open; the rest any free one.
+        let port = match kind {
+            builders::Component::Dashboard => settings
+                .dashboard_port
+                .filter(|p| port_free(*p))
+                .unwrap_or_else(free_port),
+            _ => free_port(),
         };
         translate::translate(
             &d,
@@ -262,7 +278,7 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
                 run_dir: &run_dir,
                 run_id: &run_id,
                 slot,
-                metrics_port: free_port(),
+                metrics_port: port,
             },
         )
     };
@@ -292,6 +308,12 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
     let mut last_scale = Instant::now() - settings.scale_interval;
     let mut last_report = Instant::now();
 
+    if spec.dashboard.enabled && !spec.paused {
+        dashboards.scale(1, |slot| make(builders::Component::Dashboard, slot))?;
+        if let Some(d) = dashboards.children().first() {
+            say(&format!("dashboard: http://{}/", d.metrics_addr));
+        }
+    }
     let signal = shutdown::signalled();
     tokio::pin!(signal);
     say(&table::header());
@@ -366,6 +388,7 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
         })?;
         generators.tick();
         workers.tick();
+        dashboards.tick();
 
         if last_report.elapsed() >= settings.report_interval {
             last_report = Instant::now();
@@ -434,6 +457,7 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     workers.stop_all().await;
+    dashboards.stop_all().await;
     write_status(&settings.status_file, &generators, &workers, 0, "stopped");
 
     let summaries = audit::read_summaries(&summaries)?;

@@ -6,7 +6,7 @@
 //!   [`SecretStore`]; the `metadata.name` field ref becomes the replica's name;
 //! - Secret volumes become files under the run directory, and env values
 //!   pointing into their mount paths are rewritten to match;
-//! - every replica gets its own metrics port on 127.0.0.1.
+//! - every replica gets its own port on 127.0.0.1 (metrics, or the dashboard's page).
 //!
 //! Anything else in a pod spec has no local meaning and is ignored
 //! (resources, probes, scheduling, security context).
@@ -100,7 +100,7 @@ pub fn translate(
     for var in container.env.iter().flatten() {
         let value = env_value(var, &name, secrets)?;
         let value = match var.name.as_str() {
-            "SHOPSTREAM_METRICS_ADDR" => metrics_addr.to_string(),
+            "SHOPSTREAM_METRICS_ADDR" | "SHOPSTREAM_LISTEN" => metrics_addr.to_string(),
             _ => remap(&value, &mounts),
         };
         env.push((var.name.clone(), value));

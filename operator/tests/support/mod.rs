@@ -183,6 +183,11 @@ impl FakeApi {
                 pipeline["status"] = call.body["status"].clone();
                 respond(200, &pipeline)
             }
+            ("DELETE", [.., "deployments" | "services", _name]) => respond(
+                200,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
+            ("PATCH", [.., "services", _name]) => respond(200, &call.body),
             ("PATCH", [.., "deployments", _name]) => {
                 let mut d = call.body.clone();
                 let replicas = d["spec"]["replicas"].as_i64().unwrap_or(0);

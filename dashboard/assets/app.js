@@ -1,0 +1,213 @@
+// Shopstream dashboard: fetch every panel's JSON from /api and update the
+// charts in place every few seconds. Money arrives as decimal strings.
+"use strict";
+
+const COLORS = ["#4f46e5", "#0d9488", "#d97706", "#e11d48", "#0284c7", "#7c3aed", "#65a30d", "#db2777", "#475569", "#ea580c"];
+const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+const integer = new Intl.NumberFormat("en-US");
+const percent = new Intl.NumberFormat("en-US", { style: "percent", maximumFractionDigits: 1 });
+let refreshSeconds = 5;
+let topBy = "revenue";
+let timer = null;
+const charts = {};
+
+async function getJSON(path) {
+  const response = await fetch(path, { cache: "no-store" });
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    throw new Error((body && body.error) || `${path}: HTTP ${response.status}`);
+  }
+  return body;
+}
+
+function chart(id, type, options = {}) {
+  if (charts[id]) return charts[id];
+  charts[id] = new Chart(document.getElementById(id), {
+    type,
+    data: { labels: [], datasets: [] },
+    options: Object.assign({
+      responsive: true, maintainAspectRatio: false, animation: false,
+      plugins: { legend: { display: false } },
+      scales: type === "doughnut" ? {} : { x: { grid: { display: false } }, y: { beginAtZero: true } },
+    }, options),
+  });
+  return charts[id];
+}
+
+function update(id, labels, datasets) {
+  const c = charts[id];
+  c.data.labels = labels;
+  c.data.datasets = datasets;
+  c.update("none");
+}
+
+function hhmm(ts) {
+  return new Date(ts).toISOString().slice(11, 16);
+}
+
+function setKpi(name, raw, shown, change, total) {
+  const card = document.querySelector(`.kpi[data-kpi="${name}"]`);
+  const value = card.querySelector(".value");
+  value.textContent = shown;
+  value.dataset.value = String(raw);
+  const c = card.querySelector(".change");
+  c.className = "change";
+  if (change === null || change === undefined) {
+    c.textContent = "no previous hour to compare";
+  } else {
+    c.classList.add(change >= 0 ? "up" : "down");
+    c.textContent = `${change >= 0 ? "▲" : "▼"} ${Math.abs(change).toFixed(1)}% vs previous hour`;
+  }
+  card.querySelector(".total").textContent = `all time: ${total}`;
+}
+
+function renderSummary(s) {
+  const cur = s.current, all = s.all_time, ch = s.change_pct;
+  setKpi("revenue", cur.revenue, money.format(cur.revenue), ch.revenue, money.format(all.revenue));
+  setKpi("orders", cur.orders, integer.format(cur.orders), ch.orders, integer.format(all.orders));
+  setKpi("average_order_value", cur.average_order_value, money.format(cur.average_order_value),
+    ch.average_order_value, money.format(all.average_order_value));
+  setKpi("units", cur.units, integer.format(cur.units), ch.units, integer.format(all.units));
+  setKpi("discounts", cur.discounts, money.format(cur.discounts), ch.discounts, money.format(all.discounts));
+}
+
+function renderSeries(id, points, label) {
+  update(id, points.map(p => label(p.bucket)), [{
+    label: "Revenue", data: points.map(p => Number(p.revenue)),
+    borderColor: COLORS[0], backgroundColor: "rgba(79, 70, 229, .15)", fill: true, tension: .25, pointRadius: 0,
+  }]);
+}
+
+function renderFunnel(f) {
+  update("chart-funnel", ["Page views", "Cart adds", "Purchases"], [{
+    data: [f.page_views, f.cart_adds, f.purchases], backgroundColor: [COLORS[0], COLORS[1], COLORS[2]],
+  }]);
+  const rate = r => r === null ? "–" : percent.format(r);
+  document.getElementById("funnel-rates").innerHTML =
+    `<span>view → cart <b>${rate(f.view_to_cart)}</b></span><span>cart → purchase <b>${rate(f.cart_to_purchase)}</b></span>` +
+    `<span>view → purchase <b>${rate(f.view_to_purchase)}</b></span>`;
+}
+
+function renderCustomers(c) {
+  update("chart-customers", ["New customers", "Returning customers"], [{
+    data: [c.new.orders, c.returning.orders], backgroundColor: [COLORS[1], COLORS[0]],
+  }]);
+  charts["chart-customers"].options.plugins.legend.display = true;
+  const countries = [...new Set(c.by_country_segment.map(r => r.country))];
+  const segments = [...new Set(c.by_country_segment.map(r => r.segment))];
+  update("chart-geo", countries, segments.map((seg, i) => ({
+    label: seg, backgroundColor: COLORS[i % COLORS.length],
+    data: countries.map(country => {
+      const row = c.by_country_segment.find(r => r.country === country && r.segment === seg);
+      return row ? Number(row.revenue) : 0;
+    }),
+  })));
+}
+
+function renderProducts(rows) {
+  const tbody = document.getElementById("products");
+  tbody.innerHTML = "";
+  for (const p of rows) {
+    const tr = document.createElement("tr");
+    const cells = [p.name, p.category, money.format(p.revenue), integer.format(p.units), integer.format(p.views),
+      p.view_to_purchase === null ? "–" : percent.format(p.view_to_purchase)];
+    cells.forEach((text, i) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (i >= 2) td.className = "num";
+      tr.appendChild(td);
+    });
+    tr.title = `${p.product_id} · ${p.brand}`;
+    tbody.appendChild(tr);
+  }
+}
+
+function renderFreshness(f) {
+  const ago = ts => ts ? `${Math.max(0, Math.round((Date.parse(f.now) - Date.parse(ts)) / 1000))} s ago` : "never";
+  document.getElementById("fresh-last").textContent = ago(f.last_event_at);
+  document.getElementById("fresh-loaded").textContent = ago(f.last_loaded_at);
+  document.getElementById("fresh-delay").textContent =
+    f.delay_seconds === null ? "–" : `${f.delay_seconds.toFixed(2)} s`;
+  document.getElementById("fresh-dead").textContent = integer.format(f.dead_letters_last_hour);
+}
+
+function setLive(ok, text) {
+  document.getElementById("live-dot").className = "dot " + (ok ? "live" : "down");
+  document.getElementById("live-text").textContent = text;
+}
+
+function showBanner(message) {
+  const b = document.getElementById("banner");
+  b.textContent = message;
+  b.hidden = false;
+}
+
+async function refresh() {
+  try {
+    const [summary, minute, hour, top, cats, funnel, customers, hours, fresh] = await Promise.all([
+      getJSON("/api/summary?window=60"), getJSON("/api/sales/minute?minutes=60"), getJSON("/api/sales/hour?hours=48"),
+      getJSON(`/api/products/top?by=${topBy}&limit=10`), getJSON("/api/categories"), getJSON("/api/funnel"),
+      getJSON("/api/customers"), getJSON("/api/activity/hours"), getJSON("/api/freshness"),
+    ]);
+    renderSummary(summary);
+    renderSeries("chart-minute", minute, hhmm);
+    renderSeries("chart-hour", hour, ts => new Date(ts).toISOString().slice(5, 13).replace("T", " ") + "h");
+    renderProducts(top);
+    update("chart-categories", cats.map(c => c.category), [{
+      data: cats.map(c => Number(c.revenue)), backgroundColor: cats.map((_, i) => COLORS[i % COLORS.length]),
+    }]);
+    renderFunnel(funnel);
+    renderCustomers(customers);
+    update("chart-hours", hours.map(h => String(h.hour).padStart(2, "0")), [
+      { label: "Page views", data: hours.map(h => h.page_views), backgroundColor: COLORS[0], yAxisID: "y" },
+      { label: "Orders", data: hours.map(h => h.orders), backgroundColor: COLORS[2], yAxisID: "orders" },
+    ]);
+    renderFreshness(fresh);
+    document.getElementById("banner").hidden = true;
+    setLive(true, `live · updated ${new Date().toLocaleTimeString()}`);
+    document.body.dataset.ready = "true";
+  } catch (e) {
+    showBanner(e.message);
+    setLive(false, "not updating");
+    console.error(e);
+  } finally {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, refreshSeconds * 1000);
+  }
+}
+
+async function start() {
+  chart("chart-minute", "line");
+  chart("chart-hour", "bar");
+  chart("chart-funnel", "bar");
+  chart("chart-customers", "doughnut", { plugins: { legend: { display: true, position: "bottom" } } });
+  chart("chart-categories", "bar", { indexAxis: "y", scales: { x: { beginAtZero: true } } });
+  chart("chart-geo", "bar", {
+    plugins: { legend: { display: true, position: "bottom" } },
+    scales: { x: { stacked: true, grid: { display: false } }, y: { stacked: true, beginAtZero: true } },
+  });
+  chart("chart-hours", "bar", {
+    plugins: { legend: { display: true, position: "bottom" } },
+    scales: {
+      x: { grid: { display: false } },
+      y: { beginAtZero: true, title: { display: true, text: "page views" } },
+      orders: { beginAtZero: true, position: "right", grid: { display: false }, title: { display: true, text: "orders" } },
+    },
+  });
+  document.querySelectorAll(".toggle button").forEach(b => b.addEventListener("click", () => {
+    topBy = b.dataset.by;
+    document.querySelectorAll(".toggle button").forEach(x => x.classList.toggle("on", x === b));
+    refresh();
+  }));
+  try {
+    const config = await getJSON("/api/config");
+    refreshSeconds = config.refresh_seconds;
+    document.getElementById("schema").textContent = `schema ${config.schema}`;
+  } catch (e) {
+    showBanner(e.message);
+  }
+  refresh();
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,151 @@
+//! Shopstream's live analytics dashboard: a web page with financial, product,
+//! customer and freshness panels over the warehouse rollups, refreshed every
+//! few seconds, and the small JSON API behind every panel (`/api/...`).
+
+pub mod api;
+pub mod queries;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use shopstream_common::logging::LogFormat;
+use shopstream_common::pg::{DbError, DbSettings};
+use shopstream_common::{http, shutdown};
+use shopstream_model::SchemaName;
+use thiserror::Error;
+
+#[derive(Clone, Parser)]
+#[command(
+    name = "shopstream-dashboard",
+    version,
+    about = "Live e-commerce analytics over a Shopstream warehouse",
+    after_help = "Every flag can also be set with the SHOPSTREAM_* environment variable shown."
+)]
+pub struct Cli {
+    /// Address to serve the page, the API and /metrics on.
+    #[arg(long, env = "SHOPSTREAM_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Warehouse URL (prefer the env var: flags show up in process listings).
+    #[arg(long, env = "SHOPSTREAM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// PEM CA bundle to verify the PostgreSQL server certificate with.
+    #[arg(long, env = "SHOPSTREAM_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<String>,
+
+    /// Warehouse schema of the pipeline.
+    #[arg(long, env = "SHOPSTREAM_SCHEMA", default_value = "shopstream", value_parser = parse_schema)]
+    pub schema: SchemaName,
+
+    /// How often the page refreshes itself.
+    #[arg(long, env = "SHOPSTREAM_REFRESH_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub refresh_seconds: u64,
+
+    /// Log format.
+    #[arg(long, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+fn parse_schema(s: &str) -> Result<SchemaName, String> {
+    SchemaName::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Error)]
+pub enum DashboardError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot create the connection pool: {0}")]
+    Pool(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A pool that reconnects on demand: a database that comes back is used again.
+pub fn pool(settings: &DbSettings) -> Result<Pool, DashboardError> {
+    let manager = Manager::from_config(
+        settings.async_config(),
+        settings.tls()?,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(8)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(3)))
+        .create_timeout(Some(Duration::from_secs(3)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .map_err(|e| DashboardError::Pool(e.to_string()))
+}
+
+async fn watch_health(app: Arc<api::App>, health: Arc<std::sync::Mutex<Result<(), String>>>) {
+    let sql = format!("SELECT 1 FROM {} LIMIT 1", app.schema.table("agg_sales_minute"));
+    loop {
+        let result = match app.pool.get().await {
+            Ok(client) => client
+                .query(&sql, &[])
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("warehouse query failed: {}", shopstream_common::error::chain(&e))),
+            Err(e) => Err(format!("warehouse unreachable: {e}")),
+        };
+        if let Ok(mut h) = health.lock() {
+            *h = result;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), DashboardError> {
+    let settings = DbSettings::parse(
+        &cli.database_url,
+        &format!("shopstream-dashboard:{}", cli.schema),
+        cli.database_ca_file.clone(),
+    )?;
+    let registry = prometheus::Registry::new();
+    let app = Arc::new(api::App {
+        pool: pool(&settings)?,
+        schema: cli.schema.clone(),
+        refresh_seconds: cli.refresh_seconds,
+        metrics: api::ApiMetrics::new(&registry),
+    });
+    // Readiness follows a periodic check of the warehouse (and the schema).
+    let health = Arc::new(std::sync::Mutex::new(Err::<(), String>("not checked yet".into())));
+    tokio::spawn(watch_health(app.clone(), health.clone()));
+    let ready = {
+        let health = health.clone();
+        Arc::new(move || {
+            health
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_else(|_| Err("poisoned".into()))
+        }) as http::ReadinessCheck
+    };
+    let router = api::router(app.clone()).merge(http::router(registry, ready));
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .map_err(|source| DashboardError::Listen {
+            addr: cli.listen,
+            source,
+        })?;
+    tracing::info!(
+        listen = %cli.listen, schema = %cli.schema, database = %settings.target(),
+        "dashboard at http://{}/", cli.listen
+    );
+    let served = axum::serve(listener, router).with_graceful_shutdown(async {
+        let sig = shutdown::signalled().await;
+        tracing::info!(signal = sig, "shutting down");
+    });
+    if let Err(e) = served.await {
+        tracing::error!(error = %e, "the dashboard server stopped");
+    }
+    Ok(())
+}
