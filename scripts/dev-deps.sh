@@ -9,7 +9,6 @@
 set -euo pipefail
 
 BROKER_PORT="${SHOPSTREAM_BROKER_PORT:-9092}"
-TANSU_VERSION=0.6.0
 export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf 'dev-deps: %s\n' "$*"; }
@@ -47,6 +46,7 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v curl >/dev/null || missing+=(curl)
+command -v patch >/dev/null || missing+=(patch)
 if (( with_browser )); then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   fc-list 2>/dev/null | grep -qi liberation || missing+=(fonts-liberation)
@@ -93,8 +93,6 @@ for db in shopstream shopstream_test; do
 done
 
 # --- the broker -----------------------------------------------------------------
-if ! command -v tansu >/dev/null; then
-  say "installing tansu $TANSU_VERSION from crates.io (a one-off; about 15 minutes on 2 cores)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
-fi
+# tansu 0.6.0 from crates.io plus a consumer-group fix (see install-broker.sh).
+"$(dirname "$0")/install-broker.sh"
 "$(dirname "$0")/start-broker.sh" "$BROKER_PORT" sqlite
