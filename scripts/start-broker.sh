@@ -23,15 +23,21 @@ case "$ENGINE" in
 esac
 
 dir="$DEV_DIR/broker-$PORT-$ENGINE"
+ours_running() { [[ -f "$dir/broker.pid" ]] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; }
+stop_ours() {
+  local pid
+  pid=$(cat "$dir/broker.pid")
+  kill "$pid"
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  say "stopped the previous broker on port $PORT ($1)"
+}
 if [[ "$FRESH" == "--fresh" ]]; then
-  if [[ -f "$dir/broker.pid" ]] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; then
-    pid=$(cat "$dir/broker.pid")
-    kill "$pid"
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    say "stopped the previous broker on port $PORT"
-  fi
+  ours_running && stop_ours "fresh start"
   rm -rf "$dir"
+elif ours_running && [[ "$(command -v tansu)" -nt "$dir/broker.pid" ]]; then
+  # A rebuilt broker (e.g. with a new fix) replaces the old process; data is kept.
+  stop_ours "tansu was reinstalled"
 fi
 
 if port_open "$PORT"; then

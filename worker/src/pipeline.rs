@@ -212,9 +212,10 @@ impl ConsumerLoop {
     /// Self-healing for a stuck group: if this worker holds no partitions
     /// while a partition with records waiting has not advanced for a while,
     /// nobody is consuming it, so re-join to make the group re-assign. Kafka
-    /// itself re-assigns on its own; a coordinator that loses its leader
-    /// between JoinGroup and SyncGroup can leave the group formed with an
-    /// empty assignment (seen with tansu). On a healthy group this never fires.
+    /// itself re-assigns on its own; this is a last line of defence against a
+    /// coordinator that forms the group with an empty assignment (seen with
+    /// tansu before our fix, see scripts/install-broker.sh). On a healthy
+    /// group this never fires.
     fn check_empty_assignment(&mut self) {
         let joined = self.shared.joined.load(std::sync::atomic::Ordering::SeqCst);
         if !joined || !self.shared.partitions().is_empty() {
