@@ -73,9 +73,11 @@ function renderSummary(s) {
 }
 
 function renderSeries(id, points, label) {
+  // Lines get a light area fill; bars need the solid colour to read at all.
+  const fill = charts[id].config.type === "line" ? "rgba(79, 70, 229, .15)" : COLORS[0];
   update(id, points.map(p => label(p.bucket)), [{
     label: "Revenue", data: points.map(p => Number(p.revenue)),
-    borderColor: COLORS[0], backgroundColor: "rgba(79, 70, 229, .15)", fill: true, tension: .25, pointRadius: 0,
+    borderColor: COLORS[0], backgroundColor: fill, fill: true, tension: .25, pointRadius: 0,
   }]);
 }
 
