@@ -20,3 +20,33 @@ pub fn parse_or_exit<T: Parser>() -> T {
         }
     }
 }
+
+/// Run a binary's async `work` on a multi-threaded runtime with `threads`
+/// workers (`None`: one per core) and turn the outcome into the exit code;
+/// an error is logged with its whole cause chain.
+pub fn block_on<E>(
+    threads: Option<usize>,
+    work: impl std::future::Future<Output = Result<std::process::ExitCode, E>>,
+) -> std::process::ExitCode
+where
+    E: std::error::Error + 'static,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{}", crate::error::chain(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -22,6 +22,30 @@ pub enum DbError {
     Prepare { schema: String, source: postgres::Error },
 }
 
+/// The warehouse connection flags of every binary that talks to PostgreSQL.
+#[derive(Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Warehouse connection URL, e.g. postgres://user:pass@host:5432/db?sslmode=require.
+    /// Prefer the env var: flags show up in process listings.
+    #[arg(long, env = "SHOPSTREAM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// PEM CA bundle to verify the PostgreSQL server certificate with.
+    #[arg(long, env = "SHOPSTREAM_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// Connection settings; `application_name` shows in pg_stat_activity.
+    pub fn settings(&self, application_name: &str) -> Result<DbSettings, DbError> {
+        DbSettings::parse(
+            &self.database_url,
+            application_name,
+            self.database_ca_file.clone(),
+        )
+    }
+}
+
 /// How to reach the warehouse. The URL may hold a password, so it is only
 /// ever shown through [`DbSettings::target`].
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use shopstream_common::logging::LogFormat;
-use shopstream_common::pg::{DbError, DbSettings};
+use shopstream_common::pg::{DatabaseArgs, DbError, DbSettings};
 use shopstream_common::{http, shutdown};
 use shopstream_model::SchemaName;
 use thiserror::Error;
@@ -29,13 +29,8 @@ pub struct Cli {
     #[arg(long, env = "SHOPSTREAM_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Warehouse URL (prefer the env var: flags show up in process listings).
-    #[arg(long, env = "SHOPSTREAM_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-
-    /// PEM CA bundle to verify the PostgreSQL server certificate with.
-    #[arg(long, env = "SHOPSTREAM_DATABASE_CA_FILE")]
-    pub database_ca_file: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Warehouse schema of the pipeline.
     #[arg(long, env = "SHOPSTREAM_SCHEMA", default_value = "shopstream", value_parser = parse_schema)]
@@ -105,11 +100,9 @@ async fn watch_health(app: Arc<api::App>, health: Arc<std::sync::Mutex<Result<()
 }
 
 pub async fn run(cli: Cli) -> Result<(), DashboardError> {
-    let settings = DbSettings::parse(
-        &cli.database_url,
-        &format!("shopstream-dashboard:{}", cli.schema),
-        cli.database_ca_file.clone(),
-    )?;
+    let settings = cli
+        .database
+        .settings(&format!("shopstream-dashboard:{}", cli.schema))?;
     let registry = prometheus::Registry::new();
     let app = Arc::new(api::App {
         pool: pool(&settings)?,

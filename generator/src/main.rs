@@ -1,34 +1,20 @@
 use std::process::ExitCode;
 
 use shopstream_common::{cli, logging};
-use shopstream_generator::{Cli, run};
+use shopstream_generator::{Cli, GeneratorError, run};
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit();
     logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
+    cli::block_on(Some(2), async move {
+        let outcome = run(cli).await?;
+        if outcome.succeeded() {
+            return Ok(ExitCode::SUCCESS);
         }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(outcome) if outcome.succeeded() => ExitCode::SUCCESS,
-        Ok(outcome) => {
-            tracing::error!(
-                delivery_failures = outcome.summary.delivery_failures,
-                "some messages were not delivered; the summary counts only delivered ones"
-            );
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            tracing::error!("{}", shopstream_common::error::chain(&e));
-            ExitCode::FAILURE
-        }
-    }
+        tracing::error!(
+            delivery_failures = outcome.summary.delivery_failures,
+            "some messages were not delivered; the summary counts only delivered ones"
+        );
+        Ok::<_, GeneratorError>(ExitCode::FAILURE)
+    })
 }

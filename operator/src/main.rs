@@ -1,4 +1,3 @@
-use std::future::Future;
 use std::process::ExitCode;
 
 use kube::CustomResourceExt;
@@ -7,24 +6,6 @@ use shopstream_model::Pipeline;
 use shopstream_operator::cli::{Cli, Command};
 use shopstream_operator::controller::{self, RunSettings};
 use shopstream_operator::local::{self, LocalSettings};
-
-/// Run `work` on a multi-threaded runtime and log its error, if any.
-fn block_on<E: std::error::Error + 'static>(work: impl Future<Output = Result<ExitCode, E>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(work) {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!("{}", shopstream_common::error::chain(&e));
-            ExitCode::FAILURE
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit();
@@ -53,7 +34,7 @@ fn main() -> ExitCode {
                 status_file: args.status_file,
                 dashboard_port: Some(args.dashboard_port),
             };
-            block_on(async move {
+            cli::block_on(None, async move {
                 let outcome = local::run(settings).await?;
                 Ok::<_, local::LocalError>(if outcome.audit.matches() {
                     ExitCode::SUCCESS
@@ -79,7 +60,7 @@ fn main() -> ExitCode {
                 lease_duration: args.lease_duration,
                 identity,
             };
-            block_on(async move {
+            cli::block_on(None, async move {
                 controller::run(settings).await?;
                 Ok::<_, controller::RunError>(ExitCode::SUCCESS)
             })

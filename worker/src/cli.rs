@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use shopstream_common::kafka::KafkaArgs;
 use shopstream_common::logging::LogFormat;
+use shopstream_common::pg::DatabaseArgs;
 use shopstream_model::SchemaName;
 
 #[derive(Clone, Parser)]
@@ -27,14 +28,8 @@ pub struct Cli {
     #[arg(long, env = "SHOPSTREAM_GROUP")]
     pub group: Option<String>,
 
-    /// Warehouse connection URL, e.g. postgres://user:pass@host:5432/db?sslmode=require.
-    /// Prefer the env var: flags show up in process listings.
-    #[arg(long, env = "SHOPSTREAM_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-
-    /// PEM CA bundle to verify the PostgreSQL server certificate with.
-    #[arg(long, env = "SHOPSTREAM_DATABASE_CA_FILE")]
-    pub database_ca_file: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Warehouse schema (one per pipeline): lower-case letters, digits, `_`.
     #[arg(long, env = "SHOPSTREAM_SCHEMA", default_value = "shopstream", value_parser = parse_schema)]

@@ -47,11 +47,9 @@ pub enum WorkerError {
 pub async fn run(cli: Cli) -> Result<(), WorkerError> {
     let instance = cli.instance();
     let group = cli.group();
-    let db_settings = DbSettings::parse(
-        &cli.database_url,
-        &format!("shopstream-worker:{}", cli.schema),
-        cli.database_ca_file.clone(),
-    )?;
+    let db_settings = cli
+        .database
+        .settings(&format!("shopstream-worker:{}", cli.schema))?;
     let metrics = Metrics::new();
     let stream = Stream {
         group: group.clone(),
