@@ -47,11 +47,8 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v curl >/dev/null || missing+=(curl)
 command -v patch >/dev/null || missing+=(patch)
-if (( with_browser )); then
-  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
-  fc-list 2>/dev/null | grep -qi liberation || missing+=(fonts-liberation)
-fi
 if (( ${#missing[@]} )); then apt_install "${missing[@]}"; else say "build prerequisites present"; fi
+if (( with_browser )); then "$(dirname "$0")/install-browser.sh"; fi
 
 if ! command -v cargo >/dev/null; then
   say "ERROR: cargo not found; install Rust 1.95 with rustup first (https://rustup.rs)"
