@@ -125,10 +125,27 @@ function renderProducts(rows) {
   }
 }
 
+function humanAge(seconds) {
+  if (seconds < 120) return `${seconds} s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} days ago`;
+}
+
+// Nothing loaded for this long usually means the pipeline is stopped or stuck.
+const STALE_SECONDS = 60;
+
 function renderFreshness(f) {
-  const ago = ts => ts ? `${Math.max(0, Math.round((Date.parse(f.now) - Date.parse(ts)) / 1000))} s ago` : "never";
-  document.getElementById("fresh-last").textContent = ago(f.last_event_at);
-  document.getElementById("fresh-loaded").textContent = ago(f.last_loaded_at);
+  const age = ts => ts ? Math.max(0, Math.round((Date.parse(f.now) - Date.parse(ts)) / 1000)) : null;
+  const show = (id, seconds) => {
+    const el = document.getElementById(id);
+    el.textContent = seconds === null ? "never" : humanAge(seconds);
+    const stale = seconds === null || seconds > STALE_SECONDS;
+    el.classList.toggle("stale", stale);
+    el.title = stale ? "nothing new for over a minute: is the pipeline running?" : "";
+  };
+  show("fresh-last", age(f.last_event_at));
+  show("fresh-loaded", age(f.last_loaded_at));
   document.getElementById("fresh-delay").textContent =
     f.delay_seconds === null ? "–" : `${f.delay_seconds.toFixed(2)} s`;
   document.getElementById("fresh-dead").textContent = integer.format(f.dead_letters_last_hour);
