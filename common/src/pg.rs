@@ -62,15 +62,27 @@ impl fmt::Debug for DbSettings {
     }
 }
 
+/// Session settings every connection gets, after the URL's own `options`:
+/// NOTICEs ("already exists, skipping") stay out of the logs unless the URL
+/// asks for them, and time is always UTC (last, so it wins), so that
+/// `date_trunc('hour', ...)` and `extract(hour ...)` mean the UTC hours the
+/// dashboard labels, whatever the server's or role's default time zone is.
+fn session_options(from_url: Option<&str>) -> String {
+    let mut options: Vec<&str> = from_url.into_iter().filter(|o| !o.is_empty()).collect();
+    if !options.iter().any(|o| o.contains("client_min_messages")) {
+        options.push("-c client_min_messages=warning");
+    }
+    options.push("-c TimeZone=UTC");
+    options.join(" ")
+}
+
 impl DbSettings {
     pub fn parse(url: &str, application_name: &str, ca_file: Option<String>) -> Result<Self, DbError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| DbError::Url(e.to_string()))?;
-        if config.get_options().is_none() {
-            // Keep NOTICEs ("already exists, skipping") out of the logs.
-            config.options("-c client_min_messages=warning");
-        }
+        let options = session_options(config.get_options());
+        config.options(&options);
         config
             .application_name(application_name)
             .connect_timeout(Duration::from_secs(10))
@@ -79,9 +91,7 @@ impl DbSettings {
         let mut async_config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
-        if async_config.get_options().is_none() {
-            async_config.options("-c client_min_messages=warning");
-        }
+        async_config.options(&options);
         async_config
             .application_name(application_name)
             .connect_timeout(Duration::from_secs(5))
@@ -159,5 +169,28 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let err = DbSettings::parse("postgres://x:y@h:notaport/db", "w", None).unwrap_err();
         assert!(err.to_string().starts_with("invalid database URL"));
+    }
+
+    #[test]
+    fn sessions_are_always_utc_and_quiet_unless_the_url_says_otherwise() {
+        let both = "-c client_min_messages=warning -c TimeZone=UTC";
+        for (from_url, expected) in [
+            (None, both),
+            (Some(""), both),
+            (
+                Some("-c search_path=x"),
+                "-c search_path=x -c client_min_messages=warning -c TimeZone=UTC",
+            ),
+            (
+                Some("-c timezone=Europe/Paris"),
+                "-c timezone=Europe/Paris -c client_min_messages=warning -c TimeZone=UTC",
+            ),
+            (
+                Some("-c client_min_messages=notice"),
+                "-c client_min_messages=notice -c TimeZone=UTC",
+            ),
+        ] {
+            assert_eq!(session_options(from_url), expected, "{from_url:?}");
+        }
     }
 }

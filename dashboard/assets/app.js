@@ -11,8 +11,21 @@ let topBy = "revenue";
 let timer = null;
 const charts = {};
 
+// A request the server never answers (a dead network path) must not freeze
+// the page: give up, show why, and let the next refresh try again.
+const REQUEST_TIMEOUT_MS = 15000;
+
 async function getJSON(path) {
-  const response = await fetch(path, { cache: "no-store" });
+  const abort = new AbortController();
+  const timeout = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
+  let response;
+  try {
+    response = await fetch(path, { cache: "no-store", signal: abort.signal });
+  } catch (e) {
+    throw new Error(e.name === "AbortError" ? `${path}: no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : `${path}: ${e.message}`);
+  } finally {
+    clearTimeout(timeout);
+  }
   let body = null;
   try { body = await response.json(); } catch (_) { /* not JSON */ }
   if (!response.ok) {
@@ -162,20 +175,33 @@ function showBanner(message) {
   b.hidden = false;
 }
 
+// Each refresh gets a number; an older one that finishes late (e.g. after the
+// user switched revenue/units) must not overwrite a newer one's figures.
+let refreshes = 0;
+
+function renderCategories(cats) {
+  const field = topBy === "units" ? "units" : "revenue";
+  const rows = [...cats].sort((a, b) => Number(b[field]) - Number(a[field]));
+  document.getElementById("categories-by").textContent = `by ${field}`;
+  update("chart-categories", rows.map(c => c.category), [{
+    label: field, data: rows.map(c => Number(c[field])), backgroundColor: rows.map((_, i) => COLORS[i % COLORS.length]),
+  }]);
+}
+
 async function refresh() {
+  const mine = ++refreshes;
   try {
     const [summary, minute, hour, top, cats, funnel, customers, hours, fresh] = await Promise.all([
       getJSON("/api/summary?window=60"), getJSON("/api/sales/minute?minutes=60"), getJSON("/api/sales/hour?hours=48"),
       getJSON(`/api/products/top?by=${topBy}&limit=10`), getJSON("/api/categories"), getJSON("/api/funnel"),
       getJSON("/api/customers"), getJSON("/api/activity/hours"), getJSON("/api/freshness"),
     ]);
+    if (mine !== refreshes) return;
     renderSummary(summary);
     renderSeries("chart-minute", minute, hhmm);
     renderSeries("chart-hour", hour, ts => new Date(ts).toISOString().slice(5, 13).replace("T", " ") + "h");
     renderProducts(top);
-    update("chart-categories", cats.map(c => c.category), [{
-      data: cats.map(c => Number(c.revenue)), backgroundColor: cats.map((_, i) => COLORS[i % COLORS.length]),
-    }]);
+    renderCategories(cats);
     renderFunnel(funnel);
     renderCustomers(customers);
     update("chart-hours", hours.map(h => String(h.hour).padStart(2, "0")), [
@@ -187,6 +213,7 @@ async function refresh() {
     setLive(true, `live · updated ${new Date().toLocaleTimeString()}`);
     document.body.dataset.ready = "true";
   } catch (e) {
+    if (mine !== refreshes) return;
     showBanner(e.message);
     setLive(false, "not updating");
     console.error(e);

@@ -75,9 +75,17 @@ impl App {
                 PoolError::Backend(b) => shopstream_common::error::chain(b),
                 other => other.to_string(),
             };
+            let message = match e {
+                PoolError::Timeout(_) => format!(
+                    "database busy: no free connection within {} s ({} in use)",
+                    crate::POOL_WAIT.as_secs(),
+                    self.pool.status().size
+                ),
+                _ => format!("database unreachable: {detail}"),
+            };
             ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
-                message: format!("database unreachable: {detail}"),
+                message,
             }
         })
     }
@@ -115,12 +123,27 @@ impl App {
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
         let started = Instant::now();
-        let result = match self.client().await {
-            Ok(client) => f(client, self.schema.clone())
+        let work = async {
+            let client = self.client().await?;
+            f(client, self.schema.clone())
                 .await
-                .map_err(|e| self.query_error(e)),
-            Err(e) => Err(e),
+                .map_err(|e| self.query_error(e))
         };
+        // A database that stops answering (a silently dropped network path)
+        // must not hold requests forever: give up, say so, and let the next
+        // refresh try again. The server cancels the statement on its own
+        // (statement_timeout, see `pool`).
+        let result = tokio::time::timeout(crate::QUERY_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    message: format!(
+                        "the database did not answer within {} s",
+                        crate::QUERY_TIMEOUT.as_secs()
+                    ),
+                })
+            });
         self.metrics
             .latency
             .with_label_values(&[endpoint])
@@ -233,7 +256,7 @@ async fn summary(
 ) -> Result<Json<queries::Summary>, ApiError> {
     let window = q.window.unwrap_or(60).clamp(1, 60 * 24 * 30);
     app.run("summary", |c, s| async move {
-        queries::summary(&**c, &s, window).await
+        queries::summary(&**c, &s, window, chrono::Utc::now()).await
     })
     .await
 }

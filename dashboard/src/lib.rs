@@ -55,26 +55,44 @@ pub enum DashboardError {
     Db(#[from] DbError),
     #[error("cannot create the connection pool: {0}")]
     Pool(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the HTTP server stopped")]
+    Serve(#[source] std::io::Error),
 }
+
+/// Longest an API request waits for the database before answering 504.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request waits for a free pooled connection.
+pub const POOL_WAIT: Duration = Duration::from_secs(3);
+/// One page refresh sends 9 requests at once; leave room for a few viewers.
+const POOL_SIZE: usize = 16;
 
 /// A pool that reconnects on demand: a database that comes back is used again.
 pub fn pool(settings: &DbSettings) -> Result<Pool, DashboardError> {
+    let mut config = settings.async_config();
+    // The server stops a statement the API has given up on, instead of
+    // finishing work nobody will read.
+    let options = format!(
+        "{} -c statement_timeout={}",
+        config.get_options().unwrap_or_default(),
+        QUERY_TIMEOUT.as_millis()
+    );
+    config.options(options.trim_start());
     let manager = Manager::from_config(
-        settings.async_config(),
+        config,
         settings.tls()?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(manager)
-        .max_size(8)
+        .max_size(POOL_SIZE)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(3)))
+        .wait_timeout(Some(POOL_WAIT))
         .create_timeout(Some(Duration::from_secs(3)))
         .recycle_timeout(Some(Duration::from_secs(2)))
         .build()
@@ -84,14 +102,23 @@ pub fn pool(settings: &DbSettings) -> Result<Pool, DashboardError> {
 async fn watch_health(app: Arc<api::App>, health: Arc<std::sync::Mutex<Result<(), String>>>) {
     let sql = format!("SELECT 1 FROM {} LIMIT 1", app.schema.table("agg_sales_minute"));
     loop {
-        let result = match app.pool.get().await {
-            Ok(client) => client
-                .query(&sql, &[])
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("warehouse query failed: {}", shopstream_common::error::chain(&e))),
-            Err(e) => Err(format!("warehouse unreachable: {e}")),
-        };
+        let check =
+            async {
+                match app.pool.get().await {
+                    Ok(client) => client.query(&sql, &[]).await.map(|_| ()).map_err(|e| {
+                        format!("warehouse query failed: {}", shopstream_common::error::chain(&e))
+                    }),
+                    Err(e) => Err(format!("warehouse unreachable: {e}")),
+                }
+            };
+        let result = tokio::time::timeout(QUERY_TIMEOUT, check)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the warehouse did not answer within {} s",
+                    QUERY_TIMEOUT.as_secs()
+                ))
+            });
         if let Ok(mut h) = health.lock() {
             *h = result;
         }
@@ -137,8 +164,6 @@ pub async fn run(cli: Cli) -> Result<(), DashboardError> {
         let sig = shutdown::signalled().await;
         tracing::info!(signal = sig, "shutting down");
     });
-    if let Err(e) = served.await {
-        tracing::error!(error = %e, "the dashboard server stopped");
-    }
+    served.await.map_err(DashboardError::Serve)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! (`agg_*`, exact and small) plus a few indexed reads for freshness. Money
 //! stays exact: `rust_decimal` values, serialised as decimal strings.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use shopstream_model::SchemaName;
@@ -149,30 +149,52 @@ fn money(revenue: Decimal, gross: Decimal, discounts: Decimal, orders: i64, unit
     }
 }
 
+/// The minute buckets a summary compares, as `[start, end)` ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub previous_start: DateTime<Utc>,
+    pub current_start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// The current window is the last `minutes` buckets up to and including the
+/// minute in progress, so the KPIs are live; the previous window is the same
+/// number of buckets just before it. Buckets after the current minute (events
+/// stamped in the future by a skewed clock) count in neither.
+pub fn windows(now: DateTime<Utc>, minutes: i64) -> Windows {
+    let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
+    let end = minute + TimeDelta::minutes(1);
+    Windows {
+        previous_start: end - TimeDelta::minutes(2 * minutes),
+        current_start: end - TimeDelta::minutes(minutes),
+        end,
+    }
+}
+
 /// Totals, the current window, the one before it, and the change.
 pub async fn summary(
     c: &impl GenericClient,
     s: &SchemaName,
     window_minutes: i64,
+    now: DateTime<Utc>,
 ) -> Result<Summary, tokio_postgres::Error> {
+    let w = windows(now, window_minutes);
     let sql = format!(
-        "WITH w AS (SELECT now() - make_interval(mins => $1::int) AS start, now() - make_interval(mins => 2 * $1::int) AS prev)
-         SELECT coalesce(sum(net) FILTER (WHERE bucket >= w.start), 0),
-                coalesce(sum(gross) FILTER (WHERE bucket >= w.start), 0),
-                coalesce(sum(discounts) FILTER (WHERE bucket >= w.start), 0),
-                coalesce(sum(orders) FILTER (WHERE bucket >= w.start), 0)::bigint,
-                coalesce(sum(units) FILTER (WHERE bucket >= w.start), 0)::bigint,
-                coalesce(sum(net) FILTER (WHERE bucket >= w.prev AND bucket < w.start), 0),
-                coalesce(sum(gross) FILTER (WHERE bucket >= w.prev AND bucket < w.start), 0),
-                coalesce(sum(discounts) FILTER (WHERE bucket >= w.prev AND bucket < w.start), 0),
-                coalesce(sum(orders) FILTER (WHERE bucket >= w.prev AND bucket < w.start), 0)::bigint,
-                coalesce(sum(units) FILTER (WHERE bucket >= w.prev AND bucket < w.start), 0)::bigint,
+        "SELECT coalesce(sum(net) FILTER (WHERE cur), 0), coalesce(sum(gross) FILTER (WHERE cur), 0),
+                coalesce(sum(discounts) FILTER (WHERE cur), 0), coalesce(sum(orders) FILTER (WHERE cur), 0)::bigint,
+                coalesce(sum(units) FILTER (WHERE cur), 0)::bigint,
+                coalesce(sum(net) FILTER (WHERE prev), 0), coalesce(sum(gross) FILTER (WHERE prev), 0),
+                coalesce(sum(discounts) FILTER (WHERE prev), 0), coalesce(sum(orders) FILTER (WHERE prev), 0)::bigint,
+                coalesce(sum(units) FILTER (WHERE prev), 0)::bigint,
                 coalesce(sum(net), 0), coalesce(sum(gross), 0), coalesce(sum(discounts), 0),
                 coalesce(sum(orders), 0)::bigint, coalesce(sum(units), 0)::bigint
-         FROM {t} CROSS JOIN w",
+         FROM (SELECT *, bucket >= $2 AND bucket < $3 AS cur, bucket >= $1 AND bucket < $2 AS prev
+               FROM {t}) m",
         t = s.table("agg_sales_minute")
     );
-    let r = c.query_one(&sql, &[&(window_minutes as i32)]).await?;
+    let r = c
+        .query_one(&sql, &[&w.previous_start, &w.current_start, &w.end])
+        .await?;
     let current = money(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
     let previous = money(r.get(5), r.get(6), r.get(7), r.get(8), r.get(9));
     let all_time = money(r.get(10), r.get(11), r.get(12), r.get(13), r.get(14));
@@ -390,10 +412,14 @@ pub async fn hours(c: &impl GenericClient, s: &SchemaName) -> Result<Vec<HourOfD
 /// How fresh the warehouse is.
 pub async fn freshness(c: &impl GenericClient, s: &SchemaName) -> Result<Freshness, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT (SELECT max(event_time) FROM {act}),
+        // Events stamped in the future (a skewed producer clock) would pin
+        // "last event" ahead of now and make the delay negative: skip them.
+        "SELECT (SELECT max(event_time) FROM {act} WHERE event_time <= now() + interval '1 minute'),
                 (SELECT max(updated_at) FROM {offsets}),
                 (SELECT avg(extract(epoch FROM loaded_at - event_time))::float8
-                   FROM (SELECT loaded_at, event_time FROM {act} ORDER BY event_time DESC LIMIT 200) x),
+                   FROM (SELECT loaded_at, event_time FROM {act}
+                         WHERE event_time <= now() + interval '1 minute'
+                         ORDER BY event_time DESC LIMIT 200) x),
                 (SELECT count(*) FROM {dead} WHERE received_at >= now() - interval '1 hour'),
                 now()",
         act = s.table("fact_activity"),
@@ -427,5 +453,59 @@ mod tests {
         assert_eq!(change(5.0, 0.0), None);
         assert_eq!(ratio(1, 4), Some(0.25));
         assert_eq!(ratio(1, 0), None);
+    }
+
+    #[test]
+    fn summary_windows_cover_whole_minutes_up_to_the_current_one() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // (now, minutes) -> (previous_start, current_start, end)
+        for (now, minutes, expected) in [
+            (
+                "2026-11-30T12:34:56.789Z",
+                60,
+                (
+                    "2026-11-30T10:35:00Z",
+                    "2026-11-30T11:35:00Z",
+                    "2026-11-30T12:35:00Z",
+                ),
+            ),
+            // Exactly on a minute: still 60 buckets, not 61.
+            (
+                "2026-11-30T12:00:00Z",
+                60,
+                (
+                    "2026-11-30T10:01:00Z",
+                    "2026-11-30T11:01:00Z",
+                    "2026-11-30T12:01:00Z",
+                ),
+            ),
+            (
+                "2026-11-30T12:34:10Z",
+                1,
+                (
+                    "2026-11-30T12:33:00Z",
+                    "2026-11-30T12:34:00Z",
+                    "2026-11-30T12:35:00Z",
+                ),
+            ),
+            // Across midnight.
+            (
+                "2026-12-01T00:00:30Z",
+                1440,
+                (
+                    "2026-11-29T00:01:00Z",
+                    "2026-11-30T00:01:00Z",
+                    "2026-12-01T00:01:00Z",
+                ),
+            ),
+        ] {
+            let w = windows(t(now), minutes);
+            assert_eq!(
+                (w.previous_start, w.current_start, w.end),
+                (t(expected.0), t(expected.1), t(expected.2)),
+                "{now} / {minutes} min"
+            );
+            assert_eq!(w.end - w.current_start, w.current_start - w.previous_start);
+        }
     }
 }
