@@ -97,71 +97,23 @@ impl Db {
                 t("dim_product")
             ))
             .map_err(err)?;
-        // Facts and their rollups in one statement: the rollups count only
-        // rows actually inserted (duplicates on the wire add nothing), and
-        // agg rows are written in key order so concurrent workers queue
-        // rather than deadlock.
+        // Both fact tables in one statement. The rollups follow from the
+        // tables' own triggers (migration 0003), counting only rows actually
+        // inserted: duplicates on the wire add nothing.
         let insert_facts = client
             .prepare(&format!(
                 "WITH sales AS (
                      INSERT INTO {sales} ({SALES_COLUMNS}) SELECT {SALES_COLUMNS} FROM pg_temp.stage_sales
                      ON CONFLICT DO NOTHING
-                     RETURNING order_id, customer_key, product_key, quantity, line_total, discount_amount,
-                               net_amount, is_first_order, event_time
+                     RETURNING 1
                  ), activity AS (
                      INSERT INTO {activity} ({ACTIVITY_COLUMNS}) SELECT {ACTIVITY_COLUMNS} FROM pg_temp.stage_activity
                      ON CONFLICT DO NOTHING
-                     RETURNING event_type, product_key, event_time
-                 ), sales_minute AS (
-                     INSERT INTO {sales_minute} AS a (bucket, orders, units, gross, discounts, net, new_orders, new_net)
-                     SELECT date_trunc('minute', event_time), count(DISTINCT order_id), sum(quantity), sum(line_total),
-                            sum(discount_amount), sum(net_amount), count(DISTINCT order_id) FILTER (WHERE is_first_order),
-                            coalesce(sum(net_amount) FILTER (WHERE is_first_order), 0)
-                     FROM sales GROUP BY 1 ORDER BY 1
-                     ON CONFLICT (bucket) DO UPDATE SET
-                         orders = a.orders + EXCLUDED.orders, units = a.units + EXCLUDED.units,
-                         gross = a.gross + EXCLUDED.gross, discounts = a.discounts + EXCLUDED.discounts,
-                         net = a.net + EXCLUDED.net, new_orders = a.new_orders + EXCLUDED.new_orders,
-                         new_net = a.new_net + EXCLUDED.new_net
-                 ), activity_minute AS (
-                     INSERT INTO {activity_minute} AS a (bucket, page_views, cart_adds)
-                     SELECT date_trunc('minute', event_time), count(*) FILTER (WHERE event_type = 'page_view'),
-                            count(*) FILTER (WHERE event_type = 'add_to_cart')
-                     FROM activity GROUP BY 1 ORDER BY 1
-                     ON CONFLICT (bucket) DO UPDATE SET
-                         page_views = a.page_views + EXCLUDED.page_views, cart_adds = a.cart_adds + EXCLUDED.cart_adds
-                 ), product AS (
-                     INSERT INTO {product} AS a (product_key, views, cart_adds, order_lines, units, net)
-                     SELECT product_key, sum(views), sum(cart_adds), sum(order_lines), sum(units), sum(net)
-                     FROM (
-                         SELECT product_key, (event_type = 'page_view')::int AS views,
-                                (event_type = 'add_to_cart')::int AS cart_adds, 0 AS order_lines, 0 AS units,
-                                0::numeric AS net
-                         FROM activity
-                         UNION ALL
-                         SELECT product_key, 0, 0, 1, quantity, net_amount FROM sales
-                     ) x
-                     GROUP BY product_key ORDER BY product_key
-                     ON CONFLICT (product_key) DO UPDATE SET
-                         views = a.views + EXCLUDED.views, cart_adds = a.cart_adds + EXCLUDED.cart_adds,
-                         order_lines = a.order_lines + EXCLUDED.order_lines, units = a.units + EXCLUDED.units,
-                         net = a.net + EXCLUDED.net
-                 ), geo AS (
-                     INSERT INTO {geo} AS a (country, segment, orders, net)
-                     SELECT c.country, c.segment, count(DISTINCT s.order_id), sum(s.net_amount)
-                     FROM sales s JOIN {customers} c USING (customer_key)
-                     GROUP BY 1, 2 ORDER BY 1, 2
-                     ON CONFLICT (country, segment) DO UPDATE SET
-                         orders = a.orders + EXCLUDED.orders, net = a.net + EXCLUDED.net
+                     RETURNING 1
                  )
                  SELECT (SELECT count(*) FROM sales), (SELECT count(*) FROM activity)",
                 sales = t("fact_sales"),
                 activity = t("fact_activity"),
-                sales_minute = t("agg_sales_minute"),
-                activity_minute = t("agg_activity_minute"),
-                product = t("agg_product"),
-                geo = t("agg_geo"),
-                customers = t("dim_customer"),
             ))
             .map_err(err)?;
         let insert_dead_letters = client

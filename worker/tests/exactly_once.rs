@@ -222,7 +222,7 @@ async fn assert_reporting_views_agree(schema: &str, s: &Summary) {
     );
 }
 
-/// The rollups the loader maintains equal the same aggregates over the facts.
+/// The rollups equal the same aggregates over the facts.
 async fn assert_rollups_match_facts(schema: &str) {
     let s = schema.to_string();
     let checks = [
@@ -321,6 +321,55 @@ async fn one_worker_loads_50k_events_exactly() {
         w.wait_timeout(Duration::from_secs(10)).success(),
         "exits 0 within 10 s of SIGTERM"
     );
+    assert_other_writers_keep_the_rollups_exact(&sc.schema.name).await;
+}
+
+/// Rows loaded by any other writer (a worker of an older version during a
+/// rolling upgrade, a manual backfill) reach the rollups too, and rows that
+/// already exist add nothing.
+async fn assert_other_writers_keep_the_rollups_exact(schema: &str) {
+    let s = schema.to_string();
+    let (new_orders, new_views) = blocking(move || {
+        let mut c = pg();
+        let copied = c
+            .execute(
+                &format!(
+                    "INSERT INTO \"{s}\".fact_sales
+                     SELECT gen_random_uuid(), line_number, gen_random_uuid(), session_id, customer_key, product_key,
+                            date_key, time_key, currency, payment_method, quantity, unit_price, discount_amount,
+                            line_total, net_amount, is_first_order, event_time + interval '1 day', now(),
+                            kafka_partition, kafka_offset
+                     FROM \"{s}\".fact_sales WHERE line_number = 1 LIMIT 300"
+                ),
+                &[],
+            )
+            .unwrap();
+        let views = c
+            .execute(
+                &format!(
+                    "INSERT INTO \"{s}\".fact_activity
+                     SELECT gen_random_uuid(), event_type, session_id, customer_key, product_key, date_key, time_key,
+                            quantity, list_price, event_time - interval '1 day', now(), kafka_partition, kafka_offset
+                     FROM \"{s}\".fact_activity LIMIT 500"
+                ),
+                &[],
+            )
+            .unwrap();
+        let duplicates = c
+            .execute(
+                &format!(
+                    "INSERT INTO \"{s}\".fact_activity SELECT * FROM \"{s}\".fact_activity LIMIT 500
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(duplicates, 0);
+        (copied, views)
+    })
+    .await;
+    assert_eq!((new_orders, new_views), (300, 500));
+    assert_rollups_match_facts(schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
