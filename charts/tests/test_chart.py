@@ -252,9 +252,9 @@ DASHBOARD = CHART / "dashboards" / "shopstream.json"
 
 
 def warehouse_tables():
-    """Tables the worker's migrations create."""
+    """Tables and views the worker's migrations create."""
     sql = "".join(p.read_text() for p in sorted((ROOT / "worker" / "migrations").glob("*.sql")))
-    return set(re.findall(r"CREATE TABLE \{schema\}\.(\w+)", sql))
+    return set(re.findall(r"CREATE (?:OR REPLACE )?(?:TABLE|VIEW) \{schema\}\.(\w+)", sql))
 
 
 def test_the_grafana_dashboard_ships_as_a_sidecar_config_map():
