@@ -21,6 +21,7 @@ pub struct App {
     pub pool: Pool,
     pub schema: SchemaName,
     pub refresh_seconds: u64,
+    pub query_timeout: std::time::Duration,
     pub metrics: ApiMetrics,
 }
 
@@ -90,6 +91,40 @@ impl App {
         })
     }
 
+    /// A database that stops answering (a silently dropped network path)
+    /// must not hold requests forever: give up, say so, and let the next
+    /// refresh try again. The connection is then left out of the pool: its
+    /// answer may never come, and a query queued behind it would hang too.
+    /// The server cancels the statement itself (statement_timeout, see `pool`).
+    async fn query<T, F>(&self, client: Object, f: F) -> Result<T, ApiError>
+    where
+        F: AsyncFnOnce(&tokio_postgres::Client, SchemaName) -> Result<T, tokio_postgres::Error>,
+    {
+        let outcome = tokio::time::timeout(self.query_timeout, f(&client, self.schema.clone())).await;
+        match outcome {
+            Ok(result) => result.map_err(|e| self.query_error(e)),
+            Err(_) => {
+                drop(Object::take(client));
+                Err(ApiError {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    message: format!(
+                        "the database did not answer within {} s",
+                        self.query_timeout.as_secs()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Readiness: the warehouse answers and the schema has the rollups.
+    pub async fn check_warehouse(&self) -> Result<(), String> {
+        let sql = format!("SELECT 1 FROM {} LIMIT 1", self.schema.table("agg_sales_minute"));
+        let client = self.client().await.map_err(|e| e.message)?;
+        self.query(client, async |c, _| c.query(&sql, &[]).await.map(|_| ()))
+            .await
+            .map_err(|e| e.message)
+    }
+
     fn query_error(&self, e: tokio_postgres::Error) -> ApiError {
         use tokio_postgres::error::SqlState;
         match e.code() {
@@ -117,33 +152,15 @@ impl App {
     }
 
     /// Run one endpoint's query with metrics and error mapping.
-    async fn run<T, F, Fut>(self: &Arc<Self>, endpoint: &'static str, f: F) -> Result<Json<T>, ApiError>
+    async fn run<T, F>(self: &Arc<Self>, endpoint: &'static str, f: F) -> Result<Json<T>, ApiError>
     where
-        F: FnOnce(Object, SchemaName) -> Fut,
-        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+        F: AsyncFnOnce(&tokio_postgres::Client, SchemaName) -> Result<T, tokio_postgres::Error>,
     {
         let started = Instant::now();
-        let work = async {
-            let client = self.client().await?;
-            f(client, self.schema.clone())
-                .await
-                .map_err(|e| self.query_error(e))
+        let result = match self.client().await {
+            Ok(client) => self.query(client, f).await,
+            Err(e) => Err(e),
         };
-        // A database that stops answering (a silently dropped network path)
-        // must not hold requests forever: give up, say so, and let the next
-        // refresh try again. The server cancels the statement on its own
-        // (statement_timeout, see `pool`).
-        let result = tokio::time::timeout(crate::QUERY_TIMEOUT, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ApiError {
-                    status: StatusCode::GATEWAY_TIMEOUT,
-                    message: format!(
-                        "the database did not answer within {} s",
-                        crate::QUERY_TIMEOUT.as_secs()
-                    ),
-                })
-            });
         self.metrics
             .latency
             .with_label_values(&[endpoint])
@@ -255,8 +272,8 @@ async fn summary(
     Query(q): Query<Window>,
 ) -> Result<Json<queries::Summary>, ApiError> {
     let window = q.window.unwrap_or(60).clamp(1, 60 * 24 * 30);
-    app.run("summary", |c, s| async move {
-        queries::summary(&**c, &s, window, chrono::Utc::now()).await
+    app.run("summary", async |c, s| {
+        queries::summary(c, &s, window, chrono::Utc::now()).await
     })
     .await
 }
@@ -266,8 +283,8 @@ async fn sales_minute(
     Query(q): Query<Count>,
 ) -> Result<Json<Vec<queries::Point>>, ApiError> {
     let n = q.minutes.unwrap_or(60).clamp(1, 24 * 60);
-    app.run("sales_minute", |c, s| async move {
-        queries::series(&**c, &s, "minute", n).await
+    app.run("sales_minute", async |c, s| {
+        queries::series(c, &s, "minute", n).await
     })
     .await
 }
@@ -277,10 +294,8 @@ async fn sales_hour(
     Query(q): Query<Count>,
 ) -> Result<Json<Vec<queries::Point>>, ApiError> {
     let n = q.hours.unwrap_or(48).clamp(1, 24 * 60);
-    app.run("sales_hour", |c, s| async move {
-        queries::series(&**c, &s, "hour", n).await
-    })
-    .await
+    app.run("sales_hour", async |c, s| queries::series(c, &s, "hour", n).await)
+        .await
 }
 
 async fn top_products(
@@ -289,45 +304,32 @@ async fn top_products(
 ) -> Result<Json<Vec<queries::ProductRow>>, ApiError> {
     let by_units = q.by == RankBy::Units;
     let limit = q.limit.unwrap_or(10).clamp(1, 100);
-    app.run("products_top", |c, s| async move {
-        queries::top_products(&**c, &s, by_units, limit).await
+    app.run("products_top", async |c, s| {
+        queries::top_products(c, &s, by_units, limit).await
     })
     .await
 }
 
 async fn categories(State(app): State<Arc<App>>) -> Result<Json<Vec<queries::CategoryRow>>, ApiError> {
-    app.run(
-        "categories",
-        |c, s| async move { queries::categories(&**c, &s).await },
-    )
-    .await
-}
-
-async fn funnel(State(app): State<Arc<App>>) -> Result<Json<queries::Funnel>, ApiError> {
-    app.run("funnel", |c, s| async move { queries::funnel(&**c, &s).await })
+    app.run("categories", async |c, s| queries::categories(c, &s).await)
         .await
 }
 
+async fn funnel(State(app): State<Arc<App>>) -> Result<Json<queries::Funnel>, ApiError> {
+    app.run("funnel", async |c, s| queries::funnel(c, &s).await).await
+}
+
 async fn customers(State(app): State<Arc<App>>) -> Result<Json<queries::Customers>, ApiError> {
-    app.run(
-        "customers",
-        |c, s| async move { queries::customers(&**c, &s).await },
-    )
-    .await
+    app.run("customers", async |c, s| queries::customers(c, &s).await)
+        .await
 }
 
 async fn hours(State(app): State<Arc<App>>) -> Result<Json<Vec<queries::HourOfDay>>, ApiError> {
-    app.run(
-        "activity_hours",
-        |c, s| async move { queries::hours(&**c, &s).await },
-    )
-    .await
+    app.run("activity_hours", async |c, s| queries::hours(c, &s).await)
+        .await
 }
 
 async fn freshness(State(app): State<Arc<App>>) -> Result<Json<queries::Freshness>, ApiError> {
-    app.run(
-        "freshness",
-        |c, s| async move { queries::freshness(&**c, &s).await },
-    )
-    .await
+    app.run("freshness", async |c, s| queries::freshness(c, &s).await)
+        .await
 }

@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(long, env = "SHOPSTREAM_REFRESH_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub refresh_seconds: u64,
 
+    /// Longest an API request waits for the warehouse before answering 504
+    /// (the server stops the statement too).
+    #[arg(long, env = "SHOPSTREAM_QUERY_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub query_timeout_seconds: u64,
+
     /// Log format.
     #[arg(long, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -64,22 +69,20 @@ pub enum DashboardError {
     Serve(#[source] std::io::Error),
 }
 
-/// Longest an API request waits for the database before answering 504.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a request waits for a free pooled connection.
 pub const POOL_WAIT: Duration = Duration::from_secs(3);
 /// One page refresh sends 9 requests at once; leave room for a few viewers.
 const POOL_SIZE: usize = 16;
 
 /// A pool that reconnects on demand: a database that comes back is used again.
-pub fn pool(settings: &DbSettings) -> Result<Pool, DashboardError> {
+pub fn pool(settings: &DbSettings, query_timeout: Duration) -> Result<Pool, DashboardError> {
     let mut config = settings.async_config();
     // The server stops a statement the API has given up on, instead of
     // finishing work nobody will read.
     let options = format!(
         "{} -c statement_timeout={}",
         config.get_options().unwrap_or_default(),
-        QUERY_TIMEOUT.as_millis()
+        query_timeout.as_millis()
     );
     config.options(options.trim_start());
     let manager = Manager::from_config(
@@ -100,25 +103,8 @@ pub fn pool(settings: &DbSettings) -> Result<Pool, DashboardError> {
 }
 
 async fn watch_health(app: Arc<api::App>, health: Arc<std::sync::Mutex<Result<(), String>>>) {
-    let sql = format!("SELECT 1 FROM {} LIMIT 1", app.schema.table("agg_sales_minute"));
     loop {
-        let check =
-            async {
-                match app.pool.get().await {
-                    Ok(client) => client.query(&sql, &[]).await.map(|_| ()).map_err(|e| {
-                        format!("warehouse query failed: {}", shopstream_common::error::chain(&e))
-                    }),
-                    Err(e) => Err(format!("warehouse unreachable: {e}")),
-                }
-            };
-        let result = tokio::time::timeout(QUERY_TIMEOUT, check)
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "the warehouse did not answer within {} s",
-                    QUERY_TIMEOUT.as_secs()
-                ))
-            });
+        let result = app.check_warehouse().await;
         if let Ok(mut h) = health.lock() {
             *h = result;
         }
@@ -131,10 +117,12 @@ pub async fn run(cli: Cli) -> Result<(), DashboardError> {
         .database
         .settings(&format!("shopstream-dashboard:{}", cli.schema))?;
     let registry = prometheus::Registry::new();
+    let query_timeout = Duration::from_secs(cli.query_timeout_seconds);
     let app = Arc::new(api::App {
-        pool: pool(&settings)?,
+        pool: pool(&settings, query_timeout)?,
         schema: cli.schema.clone(),
         refresh_seconds: cli.refresh_seconds,
+        query_timeout,
         metrics: api::ApiMetrics::new(&registry),
     });
     // Readiness follows a periodic check of the warehouse (and the schema).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use shopstream_testkit::{TcpProxy, database_url, pg, wait_until};
-use support::{dashboard, filled, get, get_json};
+use support::{dashboard, dashboard_with, filled, get, get_json};
 
 /// Run SQL on the blocking pool (the sync client cannot run on async threads).
 async fn sql(query: String) -> Vec<postgres::Row> {
@@ -294,4 +294,39 @@ async fn the_api_recovers_when_the_database_returns() {
         before,
         "same figures after the outage"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_stops_answering_times_out_and_the_api_recovers() {
+    let w = filled("dash_stall", 2_000).await;
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = database_url().replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let (_d, base) = dashboard_with(&w.schema.name, &url, &["--query-timeout-seconds", "1"]);
+    let before = get_json(&base, "/api/funnel");
+
+    // The pooled connection's query never gets an answer: 504 with the
+    // reason, after the timeout and not much later.
+    proxy.stall();
+    let b = base.clone();
+    let (status, body, took) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let (status, body) = get(&b, "/api/funnel");
+        (status, body, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("did not answer within 1 s"), "{body}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+
+    // The network returns: the hung connection was left out of the pool,
+    // fresh ones serve the same figures.
+    proxy.up();
+    let b = base.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), || get(&b, "/api/funnel").0 == 200)
+    })
+    .await
+    .unwrap();
+    assert_eq!(get_json(&base, "/api/funnel"), before);
 }

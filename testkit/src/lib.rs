@@ -231,13 +231,19 @@ pub fn produce_raw(topic: &str, partition: i32, records: &[(&[u8], Option<&[u8]>
         .expect("all records acknowledged");
 }
 
-/// A TCP proxy to a real server that a test can cut and restore, to play a
-/// database or broker outage without touching the shared service.
+/// A TCP proxy to a real server that a test can cut and restore, or make
+/// stop answering, to play a database or broker outage (or a silently
+/// dropped network path) without touching the shared service.
 pub struct TcpProxy {
     pub addr: std::net::SocketAddr,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
     cut: std::sync::Arc<tokio::sync::Notify>,
+    stall: std::sync::Arc<tokio::sync::Notify>,
 }
+
+const PROXY_UP: u8 = 0;
+const PROXY_DOWN: u8 = 1;
+const PROXY_STALLED: u8 = 2;
 
 impl TcpProxy {
     /// Listen on 127.0.0.1 (a free port) and forward to `target`.
@@ -247,40 +253,65 @@ impl TcpProxy {
             .await
             .expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PROXY_UP));
         let cut = std::sync::Arc::new(tokio::sync::Notify::new());
-        let (up2, cut2) = (up.clone(), cut.clone());
+        let stall = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (state2, cut2, stall2) = (state.clone(), cut.clone(), stall.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound); // refuse while down
-                    continue;
-                }
-                let cut = cut2.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.notified() => {}
+                let (cut, stall) = (cut2.clone(), stall2.clone());
+                match state2.load(Ordering::SeqCst) {
+                    PROXY_DOWN => drop(inbound), // refuse while down
+                    PROXY_STALLED => {
+                        // Accept, never answer, until cut.
+                        tokio::spawn(async move {
+                            cut.notified().await;
+                            drop(inbound);
+                        });
                     }
-                });
+                    _ => {
+                        tokio::spawn(async move {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = cut.notified() => {}
+                                // Keep both ends open, forward nothing, until cut.
+                                _ = stall.notified() => cut.notified().await,
+                            }
+                        });
+                    }
+                }
             }
         });
-        Self { addr, up, cut }
+        Self {
+            addr,
+            state,
+            cut,
+            stall,
+        }
     }
 
     /// Drop every connection and refuse new ones.
     pub fn down(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.state.store(PROXY_DOWN, std::sync::atomic::Ordering::SeqCst);
         self.cut.notify_waiters();
     }
 
+    /// Keep every connection open but forward nothing, and accept new ones
+    /// without ever answering: what a silently dropped network path looks like.
+    pub fn stall(&self) {
+        self.state
+            .store(PROXY_STALLED, std::sync::atomic::Ordering::SeqCst);
+        self.stall.notify_waiters();
+    }
+
+    /// Forward new connections again (stalled ones stay stalled until cut).
     pub fn up(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.store(PROXY_UP, std::sync::atomic::Ordering::SeqCst);
     }
 }

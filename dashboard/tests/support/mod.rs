@@ -100,6 +100,11 @@ pub fn free_port() -> u16 {
 
 /// A dashboard on `schema` via `database_url`; returns it and its base URL.
 pub fn dashboard(schema: &str, database_url: &str) -> (ChildGuard, String) {
+    dashboard_with(schema, database_url, &[])
+}
+
+/// The same with extra flags.
+pub fn dashboard_with(schema: &str, database_url: &str, extra: &[&str]) -> (ChildGuard, String) {
     let port = free_port();
     let child = ChildGuard::spawn(
         "dashboard",
@@ -113,6 +118,7 @@ pub fn dashboard(schema: &str, database_url: &str) -> (ChildGuard, String) {
                 "--refresh-seconds",
                 "2",
             ])
+            .args(extra)
             .stderr(std::process::Stdio::null()),
     );
     let base = format!("http://127.0.0.1:{port}");
