@@ -180,17 +180,22 @@ pub async fn summary(
 ) -> Result<Summary, tokio_postgres::Error> {
     let w = windows(now, window_minutes);
     let sql = format!(
-        "SELECT coalesce(sum(net) FILTER (WHERE cur), 0), coalesce(sum(gross) FILTER (WHERE cur), 0),
-                coalesce(sum(discounts) FILTER (WHERE cur), 0), coalesce(sum(orders) FILTER (WHERE cur), 0)::bigint,
-                coalesce(sum(units) FILTER (WHERE cur), 0)::bigint,
-                coalesce(sum(net) FILTER (WHERE prev), 0), coalesce(sum(gross) FILTER (WHERE prev), 0),
-                coalesce(sum(discounts) FILTER (WHERE prev), 0), coalesce(sum(orders) FILTER (WHERE prev), 0)::bigint,
-                coalesce(sum(units) FILTER (WHERE prev), 0)::bigint,
-                coalesce(sum(net), 0), coalesce(sum(gross), 0), coalesce(sum(discounts), 0),
-                coalesce(sum(orders), 0)::bigint, coalesce(sum(units), 0)::bigint
-         FROM (SELECT *, bucket >= $2 AND bucket < $3 AS cur, bucket >= $1 AND bucket < $2 AS prev
-               FROM {t}) m",
-        t = s.table("agg_sales_minute")
+        "SELECT coalesce(sum(m.net) FILTER (WHERE cur), 0), coalesce(sum(m.gross) FILTER (WHERE cur), 0),
+                coalesce(sum(m.discounts) FILTER (WHERE cur), 0),
+                coalesce(sum(m.orders) FILTER (WHERE cur), 0)::bigint,
+                coalesce(sum(m.units) FILTER (WHERE cur), 0)::bigint,
+                coalesce(sum(m.net) FILTER (WHERE NOT cur), 0), coalesce(sum(m.gross) FILTER (WHERE NOT cur), 0),
+                coalesce(sum(m.discounts) FILTER (WHERE NOT cur), 0),
+                coalesce(sum(m.orders) FILTER (WHERE NOT cur), 0)::bigint,
+                coalesce(sum(m.units) FILTER (WHERE NOT cur), 0)::bigint,
+                max(t.net), max(t.gross), max(t.discounts), max(t.orders), max(t.units)
+         FROM (SELECT coalesce(sum(net), 0) AS net, coalesce(sum(gross), 0) AS gross,
+                      coalesce(sum(discounts), 0) AS discounts, coalesce(sum(orders), 0)::bigint AS orders,
+                      coalesce(sum(units), 0)::bigint AS units
+               FROM {hour}) t
+         LEFT JOIN (SELECT *, bucket >= $2 AS cur FROM {minute} WHERE bucket >= $1 AND bucket < $3) m ON true",
+        minute = s.table("agg_sales_minute"),
+        hour = s.table("agg_sales_hour"),
     );
     let r = c
         .query_one(&sql, &[&w.previous_start, &w.current_start, &w.end])
@@ -240,7 +245,11 @@ pub async fn series(
                 coalesce(s.discounts, 0)
          FROM buckets b LEFT JOIN sales s USING (bucket)
          ORDER BY b.bucket",
-        t = s.table("agg_sales_minute")
+        t = s.table(if unit == "hour" {
+            "agg_sales_hour"
+        } else {
+            "agg_sales_minute"
+        })
     );
     let rows = c.query(&sql, &[&(count as i32)]).await?;
     Ok(rows
@@ -327,8 +336,8 @@ pub async fn funnel(c: &impl GenericClient, s: &SchemaName) -> Result<Funnel, to
         "SELECT (SELECT coalesce(sum(page_views), 0)::bigint FROM {act}),
                 (SELECT coalesce(sum(cart_adds), 0)::bigint FROM {act}),
                 (SELECT coalesce(sum(orders), 0)::bigint FROM {sales})",
-        act = s.table("agg_activity_minute"),
-        sales = s.table("agg_sales_minute"),
+        act = s.table("agg_activity_hour"),
+        sales = s.table("agg_sales_hour"),
     );
     let r = c.query_one(&sql, &[]).await?;
     let (views, carts, purchases): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
@@ -348,7 +357,7 @@ pub async fn customers(c: &impl GenericClient, s: &SchemaName) -> Result<Custome
         "SELECT coalesce(sum(new_orders), 0)::bigint, coalesce(sum(new_net), 0),
                 coalesce(sum(orders), 0)::bigint, coalesce(sum(net), 0)
          FROM {}",
-        s.table("agg_sales_minute")
+        s.table("agg_sales_hour")
     );
     let r = c.query_one(&sql, &[]).await?;
     let (new_orders, new_net, orders, net): (i64, Decimal, i64, Decimal) =
@@ -394,8 +403,8 @@ pub async fn hours(c: &impl GenericClient, s: &SchemaName) -> Result<Vec<HourOfD
          SELECT h.hour, coalesce(act.v, 0)::bigint, coalesce(act.c, 0)::bigint, coalesce(sales.o, 0)::bigint
          FROM h LEFT JOIN act USING (hour) LEFT JOIN sales USING (hour)
          ORDER BY h.hour",
-        act = s.table("agg_activity_minute"),
-        sales = s.table("agg_sales_minute"),
+        act = s.table("agg_activity_hour"),
+        sales = s.table("agg_sales_hour"),
     );
     let rows = c.query(&sql, &[]).await?;
     Ok(rows

@@ -40,6 +40,14 @@ async fn current_and_previous_windows_take_exactly_their_minutes() {
                 )
                 .expect("insert a rollup row");
             }
+            c.batch_execute(&format!(
+                "INSERT INTO {} SELECT date_trunc('hour', bucket, 'UTC'), sum(orders), sum(units), sum(gross),
+                        sum(discounts), sum(net), sum(new_orders), sum(new_net)
+                 FROM {} GROUP BY 1",
+                name.table("agg_sales_hour"),
+                name.table("agg_sales_minute")
+            ))
+            .expect("hourly rollup rows");
         })
         .await
         .unwrap();

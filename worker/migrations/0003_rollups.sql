@@ -28,6 +28,12 @@ CREATE TABLE {schema}.agg_activity_minute (
     cart_adds   bigint NOT NULL
 );
 
+-- The same per hour: all-time figures and hour-of-day read 60x fewer rows.
+-- Hours are UTC whatever the writer's session time zone.
+CREATE TABLE {schema}.agg_sales_hour (LIKE {schema}.agg_sales_minute INCLUDING ALL);
+
+CREATE TABLE {schema}.agg_activity_hour (LIKE {schema}.agg_activity_minute INCLUDING ALL);
+
 -- Per product, split by the fact table that feeds it: each trigger then
 -- locks rows of its own tables only, in key order, so concurrent loads queue
 -- instead of deadlocking.
@@ -71,6 +77,15 @@ SELECT date_trunc('minute', event_time), count(*) FILTER (WHERE event_type = 'pa
        count(*) FILTER (WHERE event_type = 'add_to_cart')
 FROM {schema}.fact_activity GROUP BY 1;
 
+INSERT INTO {schema}.agg_sales_hour
+SELECT date_trunc('hour', bucket, 'UTC'), sum(orders), sum(units), sum(gross), sum(discounts), sum(net),
+       sum(new_orders), sum(new_net)
+FROM {schema}.agg_sales_minute GROUP BY 1;
+
+INSERT INTO {schema}.agg_activity_hour
+SELECT date_trunc('hour', bucket, 'UTC'), sum(page_views), sum(cart_adds)
+FROM {schema}.agg_activity_minute GROUP BY 1;
+
 INSERT INTO {schema}.agg_product_sales
 SELECT product_key, count(*), sum(quantity), sum(net_amount)
 FROM {schema}.fact_sales GROUP BY product_key;
@@ -89,6 +104,17 @@ CREATE FUNCTION {schema}.rollup_sales() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO {schema}.agg_sales_minute AS a (bucket, orders, units, gross, discounts, net, new_orders, new_net)
     SELECT date_trunc('minute', event_time), count(DISTINCT order_id), sum(quantity), sum(line_total),
+           sum(discount_amount), sum(net_amount), count(DISTINCT order_id) FILTER (WHERE is_first_order),
+           coalesce(sum(net_amount) FILTER (WHERE is_first_order), 0)
+    FROM inserted GROUP BY 1 ORDER BY 1
+    ON CONFLICT (bucket) DO UPDATE SET
+        orders = a.orders + EXCLUDED.orders, units = a.units + EXCLUDED.units,
+        gross = a.gross + EXCLUDED.gross, discounts = a.discounts + EXCLUDED.discounts,
+        net = a.net + EXCLUDED.net, new_orders = a.new_orders + EXCLUDED.new_orders,
+        new_net = a.new_net + EXCLUDED.new_net;
+
+    INSERT INTO {schema}.agg_sales_hour AS a (bucket, orders, units, gross, discounts, net, new_orders, new_net)
+    SELECT date_trunc('hour', event_time, 'UTC'), count(DISTINCT order_id), sum(quantity), sum(line_total),
            sum(discount_amount), sum(net_amount), count(DISTINCT order_id) FILTER (WHERE is_first_order),
            coalesce(sum(net_amount) FILTER (WHERE is_first_order), 0)
     FROM inserted GROUP BY 1 ORDER BY 1
@@ -119,6 +145,13 @@ CREATE FUNCTION {schema}.rollup_activity() RETURNS trigger LANGUAGE plpgsql AS $
 BEGIN
     INSERT INTO {schema}.agg_activity_minute AS a (bucket, page_views, cart_adds)
     SELECT date_trunc('minute', event_time), count(*) FILTER (WHERE event_type = 'page_view'),
+           count(*) FILTER (WHERE event_type = 'add_to_cart')
+    FROM inserted GROUP BY 1 ORDER BY 1
+    ON CONFLICT (bucket) DO UPDATE SET
+        page_views = a.page_views + EXCLUDED.page_views, cart_adds = a.cart_adds + EXCLUDED.cart_adds;
+
+    INSERT INTO {schema}.agg_activity_hour AS a (bucket, page_views, cart_adds)
+    SELECT date_trunc('hour', event_time, 'UTC'), count(*) FILTER (WHERE event_type = 'page_view'),
            count(*) FILTER (WHERE event_type = 'add_to_cart')
     FROM inserted GROUP BY 1 ORDER BY 1
     ON CONFLICT (bucket) DO UPDATE SET

@@ -239,6 +239,27 @@ async fn assert_rollups_match_facts(schema: &str) {
             ),
         ),
         (
+            "agg_sales_hour",
+            format!(
+                "SELECT bucket, orders, units, gross, discounts, net, new_orders, new_net FROM \"{s}\".agg_sales_hour"
+            ),
+            format!(
+                "SELECT date_trunc('hour', event_time, 'UTC'), count(DISTINCT order_id), sum(quantity), sum(line_total),
+                        sum(discount_amount), sum(net_amount), count(DISTINCT order_id) FILTER (WHERE is_first_order),
+                        coalesce(sum(net_amount) FILTER (WHERE is_first_order), 0)
+                 FROM \"{s}\".fact_sales GROUP BY 1"
+            ),
+        ),
+        (
+            "agg_activity_hour",
+            format!("SELECT bucket, page_views, cart_adds FROM \"{s}\".agg_activity_hour"),
+            format!(
+                "SELECT date_trunc('hour', event_time, 'UTC'), count(*) FILTER (WHERE event_type = 'page_view'),
+                        count(*) FILTER (WHERE event_type = 'add_to_cart')
+                 FROM \"{s}\".fact_activity GROUP BY 1"
+            ),
+        ),
+        (
             "agg_activity_minute",
             format!("SELECT bucket, page_views, cart_adds FROM \"{s}\".agg_activity_minute"),
             format!(
