@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use shopstream_model::Pipeline;
-use shopstream_model::pipeline::{KafkaSpec, SaslMechanism};
+use shopstream_model::pipeline::KafkaSpec;
 
 /// Port of every binary's /metrics, /healthz and /readyz.
 pub const METRICS_PORT: i32 = 9100;
@@ -137,12 +137,7 @@ fn kafka_env(k: &KafkaSpec) -> Vec<EnvVar> {
         var("SHOPSTREAM_KAFKA_SECURITY_PROTOCOL", protocol),
     ];
     if let Some(sasl) = &k.sasl {
-        let mechanism = match sasl.mechanism {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        };
-        out.push(var("SHOPSTREAM_KAFKA_SASL_MECHANISM", mechanism));
+        out.push(var("SHOPSTREAM_KAFKA_SASL_MECHANISM", sasl.mechanism.as_str()));
         if let Some(creds) = &k.credentials_secret_ref {
             out.push(secret_env(
                 "SHOPSTREAM_KAFKA_SASL_USERNAME",

@@ -15,6 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::Offset;
 use shopstream_common::kafka::KafkaError;
 use shopstream_common::topics::{TopicAdmin, TopicChange};
+use shopstream_model::pipeline::KafkaSpec;
 
 /// How to reach a pipeline's brokers, with credentials resolved from Secrets.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -41,7 +42,54 @@ impl fmt::Debug for KafkaAccess {
     }
 }
 
+/// The Secret values a Kafka spec refers to, as (Secret, key) names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SecretNeeds<'a> {
+    /// SASL username and password: (Secret, username key, password key).
+    pub credentials: Option<(&'a str, &'a str, &'a str)>,
+    /// The PEM CA bundle, when TLS is on and names one.
+    pub ca: Option<(&'a str, &'a str)>,
+}
+
 impl KafkaAccess {
+    /// What must be read from Secrets (by whichever store the caller has)
+    /// before [`KafkaAccess::from_spec`] can assemble the access.
+    pub fn secrets_needed(k: &KafkaSpec) -> SecretNeeds<'_> {
+        let credentials = match (&k.sasl, &k.credentials_secret_ref) {
+            (Some(_), Some(c)) => Some((c.name.as_str(), c.username_key.as_str(), c.password_key.as_str())),
+            _ => None,
+        };
+        let ca = k
+            .tls
+            .as_ref()
+            .filter(|t| t.enabled)
+            .and_then(|t| t.ca_secret_ref.as_ref())
+            .map(|r| (r.name.as_str(), r.key.as_str()));
+        SecretNeeds { credentials, ca }
+    }
+
+    /// Access for `k`, given the values [`KafkaAccess::secrets_needed`] named:
+    /// `credentials` as (username, password).
+    pub fn from_spec(k: &KafkaSpec, credentials: Option<(String, String)>, ca_pem: Option<String>) -> Self {
+        let tls = k.tls.as_ref().is_some_and(|t| t.enabled);
+        let sasl = match (&k.sasl, credentials) {
+            (Some(s), Some((user, password))) => Some((s.mechanism.as_str().to_string(), user, password)),
+            _ => None,
+        };
+        let security_protocol = match (sasl.is_some(), tls) {
+            (false, false) => "plaintext",
+            (false, true) => "ssl",
+            (true, false) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        };
+        Self {
+            bootstrap_servers: k.bootstrap_servers.clone(),
+            security_protocol: security_protocol.into(),
+            sasl,
+            ca_pem,
+        }
+    }
+
     pub fn plaintext(bootstrap_servers: impl Into<String>) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
@@ -216,6 +264,76 @@ fn read_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_follows_the_spec_and_the_secrets_it_names() {
+        let spec = |v: serde_json::Value| -> KafkaSpec { serde_json::from_value(v).expect("valid spec") };
+        let creds = || Some(("u".to_string(), "p".to_string()));
+        let sasl = serde_json::json!({"mechanism": "SCRAM-SHA-512"});
+        let ca = serde_json::json!({"enabled": true, "caSecretRef": {"name": "ca", "key": "ca.crt"}});
+        // (spec, credentials read, CA read) -> (needed credentials, needed CA, protocol, mechanism)
+        for (k, credentials, ca_pem, needed_creds, needed_ca, protocol, mechanism) in [
+            (
+                spec(serde_json::json!({"bootstrapServers": "b:9092"})),
+                None,
+                None,
+                None,
+                None,
+                "plaintext",
+                None,
+            ),
+            (
+                spec(serde_json::json!({"bootstrapServers": "b:9092", "tls": ca})),
+                None,
+                Some("PEM".to_string()),
+                None,
+                Some(("ca", "ca.crt")),
+                "ssl",
+                None,
+            ),
+            (
+                spec(serde_json::json!({"bootstrapServers": "b:9092", "sasl": sasl,
+                    "credentialsSecretRef": {"name": "kc"}})),
+                creds(),
+                None,
+                Some(("kc", "username", "password")),
+                None,
+                "sasl_plaintext",
+                Some("SCRAM-SHA-512"),
+            ),
+            (
+                spec(
+                    serde_json::json!({"bootstrapServers": "b:9092", "sasl": sasl, "tls": ca,
+                    "credentialsSecretRef": {"name": "kc", "usernameKey": "user", "passwordKey": "pass"}}),
+                ),
+                creds(),
+                Some("PEM".to_string()),
+                Some(("kc", "user", "pass")),
+                Some(("ca", "ca.crt")),
+                "sasl_ssl",
+                Some("SCRAM-SHA-512"),
+            ),
+            // TLS switched off: its CA is not needed.
+            (
+                spec(serde_json::json!({"bootstrapServers": "b:9092",
+                    "tls": {"enabled": false, "caSecretRef": {"name": "ca", "key": "ca.crt"}}})),
+                None,
+                None,
+                None,
+                None,
+                "plaintext",
+                None,
+            ),
+        ] {
+            let needs = KafkaAccess::secrets_needed(&k);
+            assert_eq!((needs.credentials, needs.ca), (needed_creds, needed_ca), "{k:?}");
+            let access = KafkaAccess::from_spec(&k, credentials, ca_pem.clone());
+            assert_eq!(access.security_protocol, protocol, "{k:?}");
+            assert_eq!(access.sasl.as_ref().map(|(m, _, _)| m.as_str()), mechanism);
+            assert_eq!(access.ca_pem, ca_pem);
+            assert_eq!(access.bootstrap_servers, "b:9092");
+        }
+    }
 
     #[test]
     fn lag_is_clamped_and_uncommitted_counts_from_zero() {

@@ -18,7 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use shopstream_common::hash::fnv1a64;
 use shopstream_common::topics::TopicChange;
-use shopstream_model::pipeline::{DashboardStatus, KafkaSpec, Phase, SaslMechanism};
+use shopstream_model::pipeline::{DashboardStatus, KafkaSpec, Phase};
 use shopstream_model::{Pipeline, PipelineStatus};
 use thiserror::Error;
 
@@ -625,39 +625,17 @@ pub async fn kafka_access(client: &Client, ns: &str, k: &KafkaSpec) -> Result<Ka
             })
         }
     };
-    let tls = k.tls.as_ref().is_some_and(|t| t.enabled);
-    let sasl = match (&k.sasl, &k.credentials_secret_ref) {
-        (Some(s), Some(c)) => {
-            let mechanism = match s.mechanism {
-                SaslMechanism::Plain => "PLAIN",
-                SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-                SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-            };
-            let user = read(c.name.clone(), c.username_key.clone()).await?;
-            let password = read(c.name.clone(), c.password_key.clone()).await?;
-            Some((mechanism.to_string(), user, password))
-        }
-        _ => None,
-    };
-    let ca_pem = match k
-        .tls
-        .as_ref()
-        .filter(|t| t.enabled)
-        .and_then(|t| t.ca_secret_ref.clone())
-    {
-        Some(r) => Some(read(r.name, r.key).await?),
+    let needs = KafkaAccess::secrets_needed(k);
+    let credentials = match needs.credentials {
+        Some((name, user_key, password_key)) => Some((
+            read(name.to_string(), user_key.to_string()).await?,
+            read(name.to_string(), password_key.to_string()).await?,
+        )),
         None => None,
     };
-    let security_protocol = match (sasl.is_some(), tls) {
-        (false, false) => "plaintext",
-        (false, true) => "ssl",
-        (true, false) => "sasl_plaintext",
-        (true, true) => "sasl_ssl",
+    let ca_pem = match needs.ca {
+        Some((name, key)) => Some(read(name.to_string(), key.to_string()).await?),
+        None => None,
     };
-    Ok(KafkaAccess {
-        bootstrap_servers: k.bootstrap_servers.clone(),
-        security_protocol: security_protocol.into(),
-        sasl,
-        ca_pem,
-    })
+    Ok(KafkaAccess::from_spec(k, credentials, ca_pem))
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 use shopstream_common::pg::DbSettings;
 use shopstream_common::shutdown;
 use shopstream_common::topics::TopicChange;
-use shopstream_model::pipeline::{KafkaSpec, SaslMechanism};
+use shopstream_model::pipeline::KafkaSpec;
 use shopstream_model::{Pipeline, SchemaName};
 use thiserror::Error;
 
@@ -91,43 +91,15 @@ fn load_pipeline(path: &Path) -> Result<Pipeline, LocalError> {
 
 /// Kafka access with credentials from the local secret store.
 fn kafka_access(k: &KafkaSpec, secrets: &SecretStore) -> Result<KafkaAccess, LocalError> {
-    let tls = k.tls.as_ref().is_some_and(|t| t.enabled);
-    let sasl = match (&k.sasl, &k.credentials_secret_ref) {
-        (Some(s), Some(c)) => {
-            let mechanism = match s.mechanism {
-                SaslMechanism::Plain => "PLAIN",
-                SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-                SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-            };
-            Some((
-                mechanism.to_string(),
-                secrets.get(&c.name, &c.username_key)?,
-                secrets.get(&c.name, &c.password_key)?,
-            ))
+    let needs = KafkaAccess::secrets_needed(k);
+    let credentials = match needs.credentials {
+        Some((name, user_key, password_key)) => {
+            Some((secrets.get(name, user_key)?, secrets.get(name, password_key)?))
         }
-        _ => None,
-    };
-    let ca_pem = match k
-        .tls
-        .as_ref()
-        .filter(|t| t.enabled)
-        .and_then(|t| t.ca_secret_ref.as_ref())
-    {
-        Some(r) => Some(secrets.get(&r.name, &r.key)?),
         None => None,
     };
-    let security_protocol = match (sasl.is_some(), tls) {
-        (false, false) => "plaintext",
-        (false, true) => "ssl",
-        (true, false) => "sasl_plaintext",
-        (true, true) => "sasl_ssl",
-    };
-    Ok(KafkaAccess {
-        bootstrap_servers: k.bootstrap_servers.clone(),
-        security_protocol: security_protocol.into(),
-        sasl,
-        ca_pem,
-    })
+    let ca_pem = needs.ca.map(|(name, key)| secrets.get(name, key)).transpose()?;
+    Ok(KafkaAccess::from_spec(k, credentials, ca_pem))
 }
 
 fn free_port() -> u16 {
