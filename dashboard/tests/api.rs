@@ -29,6 +29,15 @@ fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or_else(|| panic!("an integer: {v}"))
 }
 
+/// The element of a JSON array whose fields have these string values.
+fn find<'a>(list: &'a Value, fields: &[(&str, &str)]) -> &'a Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("an array: {list}"))
+        .iter()
+        .find(|e| fields.iter().all(|(k, v)| e[*k] == *v))
+        .unwrap_or_else(|| panic!("no element with {fields:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_api_number_matches_sql_over_the_facts() {
     let w = filled("dash_api", 12_000).await;
@@ -84,12 +93,7 @@ async fn every_api_number_matches_sql_over_the_facts() {
     .await;
     for row in &by_minute {
         let bucket: String = row.get(0);
-        let point = minutes
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["bucket"] == bucket.as_str())
-            .unwrap_or_else(|| panic!("minute {bucket} missing"));
+        let point = find(&minutes, &[("bucket", &bucket)]);
         assert_eq!(
             dec(&point["revenue"]),
             row.get::<_, Decimal>(1),
@@ -141,12 +145,7 @@ async fn every_api_number_matches_sql_over_the_facts() {
     .await;
     for row in &expected {
         let name: String = row.get(0);
-        let got = cats
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["category"] == name.as_str())
-            .unwrap();
+        let got = find(&cats, &[("category", &name)]);
         assert_eq!(dec(&got["revenue"]), row.get::<_, Decimal>(1), "{name}");
         assert_eq!(int(&got["units"]), row.get::<_, i64>(2), "{name}");
     }
@@ -184,14 +183,11 @@ async fn every_api_number_matches_sql_over_the_facts() {
          FROM \"{s}\".fact_sales f JOIN \"{s}\".dim_customer c USING (customer_key) GROUP BY 1, 2"
     ))
     .await;
-    let got = customers["by_country_segment"].as_array().unwrap();
-    assert_eq!(got.len(), geo.len());
+    let got = &customers["by_country_segment"];
+    assert_eq!(got.as_array().map(Vec::len), Some(geo.len()));
     for row in &geo {
         let (country, segment): (String, String) = (row.get(0), row.get(1));
-        let g = got
-            .iter()
-            .find(|r| r["country"] == country.as_str() && r["segment"] == segment.as_str())
-            .unwrap();
+        let g = find(got, &[("country", &country), ("segment", &segment)]);
         assert_eq!(int(&g["orders"]), row.get::<_, i64>(2), "{country}/{segment}");
         assert_eq!(
             dec(&g["revenue"]),

@@ -2,8 +2,6 @@
 //! reproduce the audit exactly. Each test uses its own topic.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -13,7 +11,9 @@ use serde_json::Value;
 use shopstream_generator::invalid::InvalidKind;
 use shopstream_generator::summary::{StopReason, Summary};
 use shopstream_model::parse_event;
-use shopstream_testkit::{ChildGuard, Record, brokers, create_topic, drain_topic, unique, wait_until};
+use shopstream_testkit::{
+    ChildGuard, Record, brokers, create_topic, drain_topic, http_get, unique, wait_until,
+};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -280,14 +280,6 @@ async fn a_profile_produces_its_integral_and_stops() {
         "{}",
         s.messages_total
     );
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 fn counter(metrics: &str, series: &str) -> f64 {

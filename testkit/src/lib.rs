@@ -231,6 +231,17 @@ pub fn produce_raw(topic: &str, partition: i32, records: &[(&[u8], Option<&[u8]>
         .expect("all records acknowledged");
 }
 
+/// A plain HTTP/1.1 GET to `addr` (host:port); the raw response (status
+/// line, headers, body), or `None` when the server cannot be reached.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 /// A TCP proxy to a real server that a test can cut and restore, or make
 /// stop answering, to play a database or broker outage (or a silently
 /// dropped network path) without touching the shared service.

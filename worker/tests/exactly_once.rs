@@ -72,14 +72,28 @@ impl Scenario {
     }
 
     /// Run the generator (in-process, through its library) to completion.
-    async fn produce(&self, args: &[&str]) -> Summary {
+    /// Run the generator: `total` events at `rate` per second (0: as fast as
+    /// it can), 2% of them invalid, plus any `extra` flags.
+    async fn produce(&self, total: u32, rate: u32, extra: &[&str]) -> Summary {
+        let (total, rate) = (total.to_string(), rate.to_string());
+        let mut args = vec![
+            "--total",
+            &total,
+            "--rate",
+            &rate,
+            "--invalid-ratio",
+            "0.02",
+            "--instance",
+            "g1",
+        ];
+        args.extend(extra);
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path = self.dir.path().join(format!("summary-{n}.json"));
         let mut argv = vec!["shopstream-generator", "--brokers"];
         let b = brokers();
         argv.push(&b);
         argv.extend(["--topic", &self.topic, "--progress-interval", "1h"]);
-        argv.extend(args);
+        argv.extend(&args);
         let path_str = path.display().to_string();
         argv.extend(["--summary-file", &path_str]);
         let cli = <shopstream_generator::Cli as clap::Parser>::try_parse_from(argv).unwrap();
@@ -320,18 +334,7 @@ fn expected(s: &Summary, copies: i64) -> Totals {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_worker_loads_50k_events_exactly() {
     let sc = Scenario::new("w_one", 4).await;
-    let summary = sc
-        .produce(&[
-            "--total",
-            "50000",
-            "--rate",
-            "0",
-            "--invalid-ratio",
-            "0.02",
-            "--instance",
-            "g1",
-        ])
-        .await;
+    let summary = sc.produce(50_000, 0, &[]).await;
     let mut w = sc.worker("w1");
     sc.wait_loaded(summary.messages_total).await;
     assert_eq!(sc.totals().await, expected(&summary, 1));
@@ -397,16 +400,7 @@ async fn assert_other_writers_keep_the_rollups_exact(schema: &str) {
 async fn a_worker_killed_mid_load_and_restarted_loses_and_duplicates_nothing() {
     let sc = Scenario::new("w_kill", 4).await;
     let mut w1 = sc.worker("w1");
-    let producing = sc.produce(&[
-        "--total",
-        "50000",
-        "--rate",
-        "8000",
-        "--invalid-ratio",
-        "0.02",
-        "--instance",
-        "g1",
-    ]);
+    let producing = sc.produce(50_000, 8_000, &[]);
     let killer = async {
         sc.wait_loaded_until(|n| n >= 10_000).await;
         w1.signal("KILL");
@@ -427,16 +421,7 @@ async fn a_worker_killed_mid_load_and_restarted_loses_and_duplicates_nothing() {
 async fn workers_joining_and_leaving_during_the_load_rebalance_exactly_once() {
     let sc = Scenario::new("w_rebalance", 6).await;
     let _w1 = sc.worker("w1");
-    let producing = sc.produce(&[
-        "--total",
-        "60000",
-        "--rate",
-        "6000",
-        "--invalid-ratio",
-        "0.02",
-        "--instance",
-        "g1",
-    ]);
+    let producing = sc.produce(60_000, 6_000, &[]);
     let choreography = async {
         sc.wait_loaded_until(|n| n >= 8_000).await;
         let mut w2 = sc.worker("w2");
@@ -468,20 +453,8 @@ async fn workers_joining_and_leaving_during_the_load_rebalance_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_events_produced_twice_load_once() {
     let sc = Scenario::new("w_dupes", 3).await;
-    let args = [
-        "--total",
-        "20000",
-        "--rate",
-        "0",
-        "--invalid-ratio",
-        "0.02",
-        "--instance",
-        "g1",
-        "--seed",
-        "5",
-    ];
-    let first = sc.produce(&args).await;
-    let second = sc.produce(&args).await;
+    let first = sc.produce(20_000, 0, &["--seed", "5"]).await;
+    let second = sc.produce(20_000, 0, &["--seed", "5"]).await;
     assert_eq!(
         first.net_revenue, second.net_revenue,
         "the second run repeats the first"
@@ -497,16 +470,7 @@ async fn the_same_events_produced_twice_load_once() {
 async fn terminated_database_backends_are_survived_without_loss_or_duplicates() {
     let sc = Scenario::new("w_pgkill", 4).await;
     let _w = sc.worker("w1");
-    let producing = sc.produce(&[
-        "--total",
-        "50000",
-        "--rate",
-        "8000",
-        "--invalid-ratio",
-        "0.02",
-        "--instance",
-        "g1",
-    ]);
+    let producing = sc.produce(50_000, 8_000, &[]);
     let terminator = async {
         let app = format!("shopstream-worker:{}", sc.schema.name);
         let mut killed = 0;

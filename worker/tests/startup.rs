@@ -1,13 +1,12 @@
 //! Start-up behaviour: migrations under concurrency and drift, a warehouse
 //! that is not there yet, and bad flags.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shopstream_model::SchemaName;
-use shopstream_testkit::{ChildGuard, TestSchema, pg, wait_until};
+use shopstream_testkit::{ChildGuard, TestSchema, http_get, pg, wait_until};
 use shopstream_worker::migrate::{MIGRATIONS, MigrateError, migrate};
 
 #[test]
@@ -81,14 +80,6 @@ fn an_edited_or_newer_migration_is_refused() {
     .unwrap();
     let err = migrate(&mut c, &name2).unwrap_err();
     assert!(err.to_string().contains("upgrade the worker"), "{err}");
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 fn worker() -> Command {

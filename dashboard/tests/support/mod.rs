@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shopstream_generator::summary::Summary;
 use shopstream_testkit::{
-    ChildGuard, TestSchema, brokers, create_topic, database_url, pg, unique, wait_until,
+    ChildGuard, TestSchema, brokers, create_topic, database_url, http_get, pg, unique, wait_until,
 };
 
 pub fn bin(name: &str) -> PathBuf {
@@ -131,12 +131,8 @@ pub fn dashboard_with(schema: &str, database_url: &str, extra: &[&str]) -> (Chil
 
 /// GET a path; returns (status, body).
 pub fn get(base: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    let raw = http_get(base.trim_start_matches("http://"), path)
+        .unwrap_or_else(|| panic!("the dashboard at {base} answers"));
     let status = raw[9..12].parse().unwrap();
     let body = raw
         .split_once("\r\n\r\n")
