@@ -2,7 +2,10 @@
 # Install (if absent) and start what Shopstream needs locally:
 #   - build tools and headers for the Rust crates (Debian packages),
 #   - PostgreSQL on 127.0.0.1:5432,
-#   - the Kafka-compatible broker (tansu, SQLite engine) on 127.0.0.1:9092,
+#   - Apache Kafka (scripts/install-kafka.sh: Java 17 and Maven from Debian when
+#     missing, the broker's jars from Maven Central) on 127.0.0.1:9092, with its
+#     SASL (9093) and TLS (9094) listeners (scripts/start-broker.sh);
+#     --no-broker skips starting it (the test run starts a throw-away one),
 #   - with --with-browser, Debian's headless-capable Chromium (the dashboard's
 #     browser test needs it).
 # Idempotent: safe to re-run; prints what it did.
@@ -14,10 +17,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf 'dev-deps: %s\n' "$*"; }
 
 with_browser=0
+with_broker=1
 for arg in "$@"; do
   case "$arg" in
     --with-browser) with_browser=1 ;;
-    *) echo "usage: $0 [--with-browser]" >&2; exit 2 ;;
+    --no-broker) with_broker=0 ;;
+    *) echo "usage: $0 [--with-browser] [--no-broker]" >&2; exit 2 ;;
   esac
 done
 
@@ -46,7 +51,7 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v curl >/dev/null || missing+=(curl)
-command -v patch >/dev/null || missing+=(patch)
+command -v openssl >/dev/null || missing+=(openssl)
 if (( ${#missing[@]} )); then apt_install "${missing[@]}"; else say "build prerequisites present"; fi
 if (( with_browser )); then "$(dirname "$0")/install-browser.sh"; fi
 
@@ -56,19 +61,27 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # --- PostgreSQL -----------------------------------------------------------------
+# Local development only: trust connections from this machine. Also applied to
+# a PostgreSQL that came preinstalled (its Debian default asks for passwords).
+trust_local() {
+  local changed=1 hba
+  for hba in /etc/postgresql/*/main/pg_hba.conf; do
+    if ! grep -q 'shopstream-dev' "$hba"; then
+      as_root sed -i '1i host all all 127.0.0.1/32 trust # shopstream-dev\nlocal all all trust # shopstream-dev' "$hba"
+      say "PostgreSQL: trusting local connections ($hba)"
+      changed=0
+    fi
+  done
+  return $changed
+}
+ls /etc/postgresql/*/main >/dev/null 2>&1 || apt_install postgresql
+version=$(ls /etc/postgresql | sort -V | tail -n1)
+if trust_local && pg_isready -q -h 127.0.0.1 -p 5432; then
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+fi
 if pg_isready -q -h 127.0.0.1 -p 5432; then
   say "PostgreSQL already running on 127.0.0.1:5432"
 else
-  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
-    apt_install postgresql
-    # Local development only: trust connections from this machine.
-    for hba in /etc/postgresql/*/main/pg_hba.conf; do
-      if ! grep -q 'shopstream-dev' "$hba"; then
-        as_root sed -i '1i host all all 127.0.0.1/32 trust # shopstream-dev\nlocal all all trust # shopstream-dev' "$hba"
-      fi
-    done
-  fi
-  version=$(ls /etc/postgresql | sort -V | tail -n1)
   say "starting PostgreSQL $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   deadline=$((SECONDS + 30))
@@ -81,15 +94,16 @@ fi
 
 # Databases for the quickstart and the tests (one schema per pipeline/test inside).
 for db in shopstream shopstream_test; do
-  if psql -h 127.0.0.1 -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" postgres | grep -q 1; then
+  if psql -w -h 127.0.0.1 -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" postgres | grep -q 1; then
     :
   else
-    createdb -h 127.0.0.1 -U postgres "$db"
+    createdb -w -h 127.0.0.1 -U postgres "$db"
     say "created database $db"
   fi
 done
 
 # --- the broker -----------------------------------------------------------------
-# tansu 0.6.0 from crates.io plus a consumer-group fix (see install-broker.sh).
-"$(dirname "$0")/install-broker.sh"
-"$(dirname "$0")/start-broker.sh" "$BROKER_PORT" sqlite
+"$(dirname "$0")/install-kafka.sh" >/dev/null
+if (( with_broker )); then
+  "$(dirname "$0")/start-broker.sh" --port "$BROKER_PORT" >/dev/null
+fi

@@ -4,13 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/dev-deps.sh --with-browser
+scripts/dev-deps.sh --with-browser --no-broker
 
 # A throw-away broker and database for this run: every test creates its own
-# topics and schemas, and nothing piles up between runs.
-TEST_BROKER_PORT="${SHOPSTREAM_TEST_BROKER_PORT:-9093}"
-scripts/start-broker.sh "$TEST_BROKER_PORT" sqlite --fresh
-export SHOPSTREAM_TEST_BROKERS="127.0.0.1:$TEST_BROKER_PORT"
+# topics and schemas, and nothing piles up between runs. The broker's SASL and
+# TLS listeners serve the security tests.
+TEST_BROKER_PORT="${SHOPSTREAM_TEST_BROKER_PORT:-9192}"
+eval "$(scripts/start-broker.sh --port "$TEST_BROKER_PORT" --fresh)"
+export SHOPSTREAM_TEST_BROKERS="$BROKER_BOOTSTRAP"
+export SHOPSTREAM_TEST_BROKERS_SASL="$BROKER_SASL_BOOTSTRAP"
+export SHOPSTREAM_TEST_BROKERS_SSL="$BROKER_SSL_BOOTSTRAP"
+export SHOPSTREAM_TEST_KAFKA_CA_FILE="$BROKER_CA_FILE"
+export SHOPSTREAM_TEST_SCRAM_USERNAME="$BROKER_SCRAM_USERNAME"
+export SHOPSTREAM_TEST_SCRAM_PASSWORD="$BROKER_SCRAM_PASSWORD"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS shopstream_test WITH (FORCE)" postgres
 createdb -h 127.0.0.1 -U postgres shopstream_test
 export SHOPSTREAM_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/shopstream_test"

@@ -9,6 +9,8 @@ use shopstream_common::logging::LogFormat;
 use shopstream_common::pg::DatabaseArgs;
 use shopstream_model::SchemaName;
 
+use crate::consumer::GroupProtocol;
+
 #[derive(Clone, Parser)]
 #[command(
     name = "shopstream-worker",
@@ -45,7 +47,14 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub batch_max_wait_ms: u64,
 
-    /// Kafka group session timeout: how soon a dead worker's partitions move.
+    /// Consumer-group protocol: `consumer` (KIP-848) and `cooperative` move only
+    /// the partitions that change owner; `eager` pauses every partition on
+    /// every rebalance.
+    #[arg(long, env = "SHOPSTREAM_GROUP_PROTOCOL", value_enum, default_value_t)]
+    pub group_protocol: GroupProtocol,
+
+    /// Session timeout with the classic protocols (how soon a dead worker's
+    /// partitions move); with `consumer` the broker's group setting applies.
     #[arg(long, env = "SHOPSTREAM_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime_duration)]
     pub session_timeout: Duration,
 

@@ -1,22 +1,30 @@
 //! The Kafka consumer side: group membership and where each partition resumes.
 //!
-//! On every assignment the worker reads the partitions' next offsets from
-//! PostgreSQL (the source of truth, committed with the data) and assigns the
-//! partitions at exactly those offsets. The eager protocol revokes everything
-//! before a new assignment, and the loading loop only polls between batches,
-//! so a rebalance never lands in the middle of a transaction.
+//! On every assignment the worker reads the new partitions' next offsets from
+//! PostgreSQL (the source of truth, committed with the data) and assigns them
+//! at exactly those offsets. Rebalancing is incremental by default (the KIP-848
+//! consumer protocol, or cooperative-sticky on the classic one): a revocation
+//! names only the partitions that move, and the others keep loading.
+//!
+//! Fencing per partition: each held partition carries a lease (the assignment
+//! epoch it was acquired in). A batch records the lease of every partition in
+//! it; the loading thread checks the leases under the warehouse lock before it
+//! writes, and the revocation callback takes the same lock before it gives the
+//! partitions up, so a batch either commits while its partitions are still ours
+//! or not at all. The conditional offset advance in the warehouse (`db.rs`) is
+//! the second guard, against another worker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext};
 use shopstream_common::error::chain;
 use shopstream_common::kafka::{KafkaArgs, KafkaError};
 
@@ -32,6 +40,23 @@ pub struct Position {
     /// False until `next` has been read from the warehouse and the consumer
     /// positioned there; records of unsynced partitions are not loaded.
     pub synced: bool,
+    /// The assignment epoch this partition was acquired in: a batch polled
+    /// under another lease of the partition must not be loaded.
+    pub lease: u64,
+}
+
+/// How the worker takes part in the consumer group (`--group-protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GroupProtocol {
+    /// KIP-848 (`group.protocol=consumer`): incremental, assignment computed by
+    /// the broker; a member's session timeout is the broker's setting.
+    #[default]
+    Consumer,
+    /// Classic protocol with the cooperative-sticky assignor: incremental.
+    Cooperative,
+    /// Classic protocol with the range assignor: every rebalance revokes every
+    /// partition of every member first (stop-the-world).
+    Eager,
 }
 
 /// State shared by the loading loop and the rebalance callback (which runs
@@ -40,8 +65,7 @@ pub struct Shared {
     pub stream: Stream,
     pub db: Mutex<Option<Db>>,
     pub partitions: Mutex<BTreeMap<i32, Position>>,
-    /// Bumped on every assignment or revocation; a batch started under an
-    /// older epoch is discarded.
+    /// Bumped on every assignment or revocation; new leases are drawn from it.
     pub epoch: AtomicU64,
     pub joined: AtomicBool,
     pub migrated: AtomicBool,
@@ -100,6 +124,19 @@ impl Shared {
             pos.synced = false;
         }
     }
+
+    /// The current lease of every held partition.
+    pub fn leases(&self) -> BTreeMap<i32, u64> {
+        self.partitions().iter().map(|(p, pos)| (*p, pos.lease)).collect()
+    }
+}
+
+/// True when every partition of a batch is still held under the lease it was
+/// polled with.
+pub fn leases_hold(held: &BTreeMap<i32, Position>, batch: &BTreeMap<i32, u64>) -> bool {
+    batch
+        .iter()
+        .all(|(p, lease)| held.get(p).is_some_and(|pos| pos.lease == *lease))
 }
 
 pub struct WorkerContext {
@@ -127,10 +164,14 @@ impl ConsumerContext for WorkerContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
             other => {
                 tracing::error!(error = ?other, "rebalance failed; dropping the assignment");
-                self.revoke(consumer);
+                let mut all = TopicPartitionList::new();
+                for p in self.shared.partitions().keys() {
+                    all.add_partition(&self.shared.stream.topic, *p);
+                }
+                self.revoke(consumer, &all);
             }
         }
     }
@@ -143,7 +184,13 @@ impl ConsumerContext for WorkerContext {
     }
 }
 
+fn incremental(consumer: &BaseConsumer<WorkerContext>) -> bool {
+    matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative)
+}
+
 impl WorkerContext {
+    /// Newly assigned partitions (all of them with the eager protocol) start at
+    /// the offsets stored in the warehouse.
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let shared = &self.shared;
         let topic = shared.stream.topic.clone();
@@ -159,7 +206,8 @@ impl WorkerContext {
             }),
             None => Err("no warehouse connection".to_string()),
         };
-        let mut positions = BTreeMap::new();
+        let lease = shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut added = BTreeMap::new();
         match &stored {
             Ok(map) => {
                 for p in &ids {
@@ -167,48 +215,84 @@ impl WorkerContext {
                     if let Err(e) = tpl.set_partition_offset(&topic, *p, Offset::Offset(next)) {
                         tracing::error!(partition = p, error = %e, "cannot set the start offset");
                     }
-                    positions.insert(*p, Position { next, synced: true });
+                    added.insert(
+                        *p,
+                        Position {
+                            next,
+                            synced: true,
+                            lease,
+                        },
+                    );
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read stored offsets; partitions wait until the warehouse is back");
                 for p in &ids {
-                    positions.insert(
+                    added.insert(
                         *p,
                         Position {
                             next: 0,
                             synced: false,
+                            lease,
                         },
                     );
                 }
             }
         }
-        tracing::info!(partitions = ?positions, "partitions assigned; resuming at the offsets stored in the warehouse");
-        shared.metrics.assigned_partitions.set(ids.len() as i64);
+        let held = {
+            let mut partitions = shared.partitions();
+            partitions.extend(added.iter().map(|(p, pos)| (*p, *pos)));
+            partitions.len()
+        };
+        tracing::info!(partitions = ?added, held, "partitions assigned; resuming at the offsets stored in the warehouse");
+        shared.metrics.assigned_partitions.set(held as i64);
         shared.metrics.rebalances.inc();
-        *shared.partitions() = positions;
-        shared.epoch.fetch_add(1, Ordering::SeqCst);
         shared.joined.store(true, Ordering::SeqCst);
-        if let Err(e) = consumer.assign(tpl) {
+        let assigned = if incremental(consumer) {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        if let Err(e) = assigned {
             tracing::error!(error = %e, "assigning partitions failed");
         }
     }
 
-    fn revoke(&self, consumer: &BaseConsumer<Self>) {
+    /// Give up the listed partitions (all of them with the eager protocol).
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let shared = &self.shared;
-        let held: Vec<i32> = shared.partitions().keys().copied().collect();
-        tracing::info!(partitions = ?held, "partitions revoked");
-        shared.partitions().clear();
-        shared.epoch.fetch_add(1, Ordering::SeqCst);
-        shared.metrics.assigned_partitions.set(0);
+        let topic = &shared.stream.topic;
+        let revoked: Vec<i32> = tpl
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let held = {
+            // The warehouse lock first: a batch being written finishes (its
+            // partitions are still ours), and none starts with stale leases.
+            let _db = shared.db();
+            let mut partitions = shared.partitions();
+            for p in &revoked {
+                partitions.remove(p);
+            }
+            shared.epoch.fetch_add(1, Ordering::SeqCst);
+            partitions.len()
+        };
+        tracing::info!(partitions = ?revoked, held, "partitions revoked");
+        shared.metrics.assigned_partitions.set(held as i64);
         shared.metrics.rebalances.inc();
-        for p in held {
+        for p in &revoked {
             let _ = shared
                 .metrics
                 .partition_lag
                 .remove_label_values(&[&p.to_string()]);
         }
-        if let Err(e) = consumer.unassign() {
+        let unassigned = if incremental(consumer) {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = unassigned {
             tracing::error!(error = %e, "unassigning partitions failed");
         }
     }
@@ -218,6 +302,8 @@ pub struct ConsumerSettings<'a> {
     pub kafka: &'a KafkaArgs,
     pub group: &'a str,
     pub client_id: &'a str,
+    pub protocol: GroupProtocol,
+    /// Classic protocol only: with `consumer` the broker sets it.
     pub session_timeout: Duration,
 }
 
@@ -231,19 +317,29 @@ pub fn create(
         .set("client.id", settings.client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        // Eager: a rebalance revokes everything first (see the module docs).
-        .set("partition.assignment.strategy", "range")
-        .set(
-            "session.timeout.ms",
-            settings.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (settings.session_timeout.as_millis() / 4).max(100).to_string(),
-        )
-        // A fetch otherwise waits up to 500 ms even when data is ready.
-        .set("fetch.wait.max.ms", "20")
+        .set("auto.offset.reset", "earliest");
+    let classic = |cfg: &mut ClientConfig, assignor: &str| {
+        cfg.set("group.protocol", "classic")
+            .set("partition.assignment.strategy", assignor)
+            .set(
+                "session.timeout.ms",
+                settings.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (settings.session_timeout.as_millis() / 4).max(100).to_string(),
+            );
+    };
+    match settings.protocol {
+        // Session timeout and heartbeats are the broker's group settings here.
+        GroupProtocol::Consumer => {
+            cfg.set("group.protocol", "consumer");
+        }
+        GroupProtocol::Cooperative => classic(&mut cfg, "cooperative-sticky"),
+        GroupProtocol::Eager => classic(&mut cfg, "range"),
+    }
+    // A fetch otherwise waits up to 500 ms even when data is ready.
+    cfg.set("fetch.wait.max.ms", "20")
         // Bound the prefetch buffer (memory), but when it is full back off only
         // briefly: the default 1 s stalls a fast consumer to ~50k records/s.
         .set("queued.max.messages.kbytes", "4096")

@@ -22,7 +22,6 @@ pub struct Statements {
     pub ensure_offsets: Statement,
     pub select_offsets: Statement,
     pub advance_offsets: Statement,
-    pub idle_offsets: Statement,
     pub copy_sales: String,
     pub copy_activity: String,
 }
@@ -153,13 +152,6 @@ impl Db {
                 t("ingest_offsets")
             ))
             .map_err(err)?;
-        let idle_offsets = client
-            .prepare(&format!(
-                "SELECT kafka_partition, next_offset, extract(epoch FROM now() - updated_at)::float8
-                 FROM {} WHERE consumer_group = $1 AND topic = $2",
-                t("ingest_offsets")
-            ))
-            .map_err(err)?;
         let stmts = Statements {
             upsert_customers,
             select_customers,
@@ -170,7 +162,6 @@ impl Db {
             ensure_offsets,
             select_offsets,
             advance_offsets,
-            idle_offsets,
             copy_sales: format!("COPY pg_temp.stage_sales ({SALES_COLUMNS}) FROM STDIN (FORMAT binary)"),
             copy_activity: format!(
                 "COPY pg_temp.stage_activity ({ACTIVITY_COLUMNS}) FROM STDIN (FORMAT binary)"

@@ -2,7 +2,7 @@
 //! binary COPY into staging then `INSERT ... ON CONFLICT DO NOTHING`, dead
 //! letters, and the fenced advance of every partition's next offset.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -240,12 +240,4 @@ pub fn stored_positions(
     )?;
     tx.commit()?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// Every stored position of the stream with seconds since it last moved.
-pub fn idle_positions(db: &mut Db, stream: &Stream) -> Result<HashMap<i32, (i64, f64)>, postgres::Error> {
-    let rows = db
-        .client
-        .query(&db.stmts.idle_offsets, &[&stream.group, &stream.topic])?;
-    Ok(rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect())
 }

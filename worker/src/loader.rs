@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use shopstream_common::error::chain;
 
-use crate::consumer::Shared;
+use crate::consumer::{self, Shared};
 use crate::db::Db;
 use crate::dims::DimCache;
 use crate::load::{LoadError, load_batch};
@@ -22,8 +22,8 @@ pub struct Job {
     /// Stored next offset of each partition when the batch was started
     /// (speculative: it includes batches still in flight).
     pub expected: BTreeMap<i32, i64>,
-    /// Assignment epoch the batch was polled under.
-    pub epoch: u64,
+    /// Lease of each of the batch's partitions when it was polled.
+    pub leases: BTreeMap<i32, u64>,
     /// Bumped by the consumer thread whenever positions are re-read; jobs of
     /// a generation at or before a failure are skipped (they build on it).
     pub generation: u64,
@@ -32,8 +32,10 @@ pub struct Job {
 pub enum Done {
     Committed {
         offsets: BTreeMap<i32, OffsetRange>,
-        epoch: u64,
+        leases: BTreeMap<i32, u64>,
     },
+    /// A partition of the batch was revoked before it could be written.
+    Revoked,
     Fenced {
         partitions: Vec<i32>,
     },
@@ -65,13 +67,13 @@ fn run(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>, mut cache: 
     let mut failed_generation: Option<u64> = None;
     for job in jobs {
         let generation = job.generation;
-        let stale = shared.epoch() != job.epoch || failed_generation.is_some_and(|g| generation <= g);
+        let stale = failed_generation.is_some_and(|g| generation <= g);
         let outcome = if stale {
             Done::Skipped
         } else {
             load(&shared, &mut cache, job)
         };
-        if matches!(outcome, Done::Fenced { .. } | Done::Failed { .. }) {
+        if matches!(outcome, Done::Fenced { .. } | Done::Failed { .. } | Done::Revoked) {
             failed_generation = Some(generation);
         }
         if done.send(outcome).is_err() {
@@ -92,6 +94,11 @@ fn load(shared: &Shared, cache: &mut DimCache, job: Job) -> Done {
                 connection_lost: true,
             };
         };
+        // Checked under the warehouse lock, which a revocation takes before it
+        // lets partitions go: they stay ours until this batch is written.
+        if !consumer::leases_hold(&shared.partitions(), &job.leases) {
+            return Done::Revoked;
+        }
         load_batch(conn, cache, &shared.stream, &job.batch, &job.expected)
     };
     let m = &shared.metrics;
@@ -128,7 +135,7 @@ fn load(shared: &Shared, cache: &mut DimCache, job: Job) -> Done {
             );
             Done::Committed {
                 offsets: job.batch.offsets,
-                epoch: job.epoch,
+                leases: job.leases,
             }
         }
         Err(LoadError::Fenced { partitions }) => {

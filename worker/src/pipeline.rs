@@ -14,10 +14,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use shopstream_common::error::chain;
 use shopstream_common::shutdown::StopFlag;
 
-use crate::consumer::{Position, Shared, WorkerContext};
+use crate::consumer::{self, Shared, WorkerContext};
 use crate::db::{Db, DbSettings};
 use crate::dims::DimCache;
-use crate::load::{idle_positions, stored_positions};
+use crate::load::stored_positions;
 use crate::loader::{self, Done, Job, Loader};
 use crate::transform::{Batch, OffsetRange, RawRecord};
 
@@ -31,15 +31,11 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Limits {
     pub max_records: usize,
     pub max_wait: Duration,
-    /// How long to hold no partitions before checking the group is healthy.
-    pub empty_assignment_check: Duration,
 }
 
 pub struct Pipeline {
     pub shared: Arc<Shared>,
     pub consumer: BaseConsumer<WorkerContext>,
-    /// Connection settings (no group) for checking on the group from outside.
-    pub probe_config: rdkafka::ClientConfig,
     pub db_settings: DbSettings,
     pub schema: shopstream_model::SchemaName,
     pub cache: DimCache,
@@ -88,16 +84,20 @@ impl Retry {
 /// Consumer-thread state between batches.
 struct State {
     retry: Retry,
-    /// Where the next batch starts, per partition: ahead of the stored
-    /// position by whatever batch is in flight.
-    cursor: HashMap<i32, i64>,
+    /// Where the next batch starts, per held partition, with the partition's
+    /// lease: ahead of the stored position by whatever batch is in flight.
+    cursor: HashMap<i32, Cursor>,
     cursor_epoch: u64,
     generation: u64,
     in_flight: usize,
-    /// Since when this worker has been in the group without partitions.
-    empty_since: Option<Instant>,
     last_lag: Instant,
     last_error_log: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor {
+    lease: u64,
+    next: i64,
 }
 
 impl Pipeline {
@@ -107,7 +107,6 @@ impl Pipeline {
         let Pipeline {
             shared,
             consumer,
-            probe_config,
             db_settings,
             schema,
             cache,
@@ -124,7 +123,6 @@ impl Pipeline {
         let consumer_loop = ConsumerLoop {
             shared,
             consumer,
-            probe_config,
             db_settings,
             schema,
             limits,
@@ -136,7 +134,6 @@ impl Pipeline {
                 cursor_epoch: u64::MAX,
                 generation: 0,
                 in_flight: 0,
-                empty_since: None,
                 last_lag: Instant::now(),
                 last_error_log: None,
             },
@@ -148,7 +145,6 @@ impl Pipeline {
 struct ConsumerLoop {
     shared: Arc<Shared>,
     consumer: BaseConsumer<WorkerContext>,
-    probe_config: rdkafka::ClientConfig,
     db_settings: DbSettings,
     schema: shopstream_model::SchemaName,
     limits: Limits,
@@ -167,13 +163,13 @@ impl ConsumerLoop {
                 self.ensure_connected();
                 self.resync();
             }
-            if let Some((batch, expected)) = self.accumulate()
+            if let Some((batch, expected, leases)) = self.accumulate()
                 && !batch.is_empty()
             {
                 let job = Job {
                     batch,
                     expected,
-                    epoch: self.state.cursor_epoch,
+                    leases,
                     generation: self.state.generation,
                 };
                 self.state.in_flight += 1;
@@ -186,7 +182,6 @@ impl ConsumerLoop {
                 self.update_lag();
                 self.state.last_lag = Instant::now();
             }
-            self.check_empty_assignment();
         }
         tracing::info!("stopping: finishing the batch in flight, then leaving the consumer group");
         let ConsumerLoop {
@@ -199,85 +194,14 @@ impl ConsumerLoop {
         drop(loader.jobs);
         for done in loader.done.iter() {
             state.in_flight = state.in_flight.saturating_sub(1);
-            if let Done::Committed { offsets, epoch } = done {
-                commit_to_kafka(&shared, &consumer, &offsets, epoch);
+            if let Done::Committed { offsets, leases } = done {
+                commit_to_kafka(&shared, &consumer, &offsets, &leases);
             }
         }
         let _ = loader.handle.join();
         consumer.unsubscribe();
         // Dropping the consumer closes it, which revokes and leaves the group.
         drop(consumer);
-    }
-
-    /// Self-healing for a stuck group: if this worker holds no partitions
-    /// while a partition with records waiting has not advanced for a while,
-    /// nobody is consuming it, so re-join to make the group re-assign. Kafka
-    /// itself re-assigns on its own; this is a last line of defence against a
-    /// coordinator that forms the group with an empty assignment (seen with
-    /// tansu before our fix, see scripts/install-broker.sh). On a healthy
-    /// group this never fires.
-    fn check_empty_assignment(&mut self) {
-        let joined = self.shared.joined.load(std::sync::atomic::Ordering::SeqCst);
-        if !joined || !self.shared.partitions().is_empty() {
-            self.state.empty_since = None;
-            return;
-        }
-        let window = self.limits.empty_assignment_check;
-        let since = *self.state.empty_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < window {
-            return;
-        }
-        self.state.empty_since = Some(Instant::now());
-        let stalled = self.stalled_partitions(window);
-        if !stalled.is_empty() {
-            tracing::warn!(
-                partitions = ?stalled,
-                "records are waiting in partitions nobody has advanced while this worker holds none; re-joining"
-            );
-            self.consumer.unsubscribe();
-            let topic = self.shared.stream.topic.clone();
-            if let Err(e) = self.consumer.subscribe(&[&topic]) {
-                tracing::error!(error = %e, "re-subscribing failed");
-            }
-        }
-    }
-
-    /// Partitions with records beyond their stored offset and no commit for `window`.
-    fn stalled_partitions(&self, window: Duration) -> Vec<i32> {
-        let stream = &self.shared.stream;
-        let stored: HashMap<i32, (i64, f64)> = {
-            let mut db = self.shared.db();
-            let Some(conn) = db.as_mut() else {
-                return Vec::new();
-            };
-            match idle_positions(conn, stream) {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::debug!(error = %chain(&e), "cannot read positions for the group check");
-                    return Vec::new();
-                }
-            }
-        };
-        // A separate, group-less client, so the member's own session is untouched.
-        let Ok(probe) = self.probe_config.create::<BaseConsumer>() else {
-            return Vec::new();
-        };
-        let Ok(metadata) = probe.fetch_metadata(Some(&stream.topic), SEEK_TIMEOUT) else {
-            return Vec::new();
-        };
-        let ids: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        ids.into_iter()
-            .filter(|p| {
-                let Ok((_, high)) = probe.fetch_watermarks(&stream.topic, *p, SEEK_TIMEOUT) else {
-                    return false;
-                };
-                is_stalled(high, stored.get(p).copied(), window)
-            })
-            .collect()
     }
 
     fn needs_repair(&self) -> bool {
@@ -305,9 +229,16 @@ impl ConsumerLoop {
 
     fn finished(&mut self, done: Done) {
         match done {
-            Done::Committed { offsets, epoch } => {
+            Done::Committed { offsets, leases } => {
                 self.state.retry.succeeded();
-                commit_to_kafka(&self.shared, &self.consumer, &offsets, epoch);
+                commit_to_kafka(&self.shared, &self.consumer, &offsets, &leases);
+            }
+            Done::Revoked => {
+                // Batches polled after this one build on it: re-read them all.
+                tracing::debug!(
+                    "a batch's partition was revoked before it was written; re-reading positions"
+                );
+                self.restart_from_stored();
             }
             Done::Fenced { partitions } => {
                 tracing::warn!(
@@ -394,55 +325,69 @@ impl ConsumerLoop {
             }
         };
         let topic = self.shared.stream.topic.clone();
+        let mut partitions = self.shared.partitions();
         let mut seek_failed = false;
         for p in &unsynced {
+            let Some(pos) = partitions.get_mut(p) else {
+                continue; // revoked meanwhile
+            };
             let next = stored.get(p).copied().unwrap_or(0);
+            // Seeking a partition whose fetcher has not started yet fails
+            // ("erroneous state"); it stays unsynced and is tried again.
             if let Err(e) = self.consumer.seek(&topic, *p, Offset::Offset(next), SEEK_TIMEOUT) {
-                tracing::debug!(partition = p, error = %e, "seek failed; re-assigning instead");
+                tracing::debug!(partition = p, error = %e, "seek failed; retrying");
                 seek_failed = true;
+                continue;
             }
-        }
-        let mut partitions = self.shared.partitions();
-        for p in &unsynced {
-            if let Some(pos) = partitions.get_mut(p) {
-                let next = stored.get(p).copied().unwrap_or(0);
-                *pos = Position { next, synced: true };
-                self.state.cursor.insert(*p, next);
-            }
+            pos.next = next;
+            pos.synced = true;
+            self.state.cursor.insert(
+                *p,
+                Cursor {
+                    lease: pos.lease,
+                    next,
+                },
+            );
         }
         if seek_failed {
-            // Seeking right after an assignment can fail ("erroneous state");
-            // assigning with explicit offsets always positions the partitions.
-            let mut tpl = TopicPartitionList::new();
-            for (p, pos) in partitions.iter() {
-                let _ = tpl.add_partition_offset(&topic, *p, Offset::Offset(pos.next));
-            }
-            if let Err(e) = self.consumer.assign(&tpl) {
-                tracing::error!(error = %e, "re-assigning partitions failed");
-                for pos in partitions.values_mut() {
-                    pos.synced = false;
-                }
-            }
+            self.state.retry.failed();
         }
         tracing::info!(partitions = ?*partitions, "positions re-read from the warehouse");
     }
 
-    /// Poll one micro-batch. `None` when a rebalance happened meanwhile (the
-    /// records are discarded; the new owners start from stored offsets).
-    fn accumulate(&mut self) -> Option<(Batch, BTreeMap<i32, i64>)> {
-        let epoch = self.shared.epoch();
-        if epoch != self.state.cursor_epoch {
-            // A new assignment: start from the positions read from the warehouse.
-            self.state.cursor = self
-                .shared
-                .partitions()
-                .iter()
-                .filter(|(_, p)| p.synced)
-                .map(|(id, p)| (*id, p.next))
-                .collect();
-            self.state.cursor_epoch = epoch;
+    /// The assignment changed: partitions kept under the same lease keep
+    /// their cursor (a batch may be in flight), new ones start from the
+    /// positions read from the warehouse, revoked ones are dropped.
+    fn refresh_cursor(shared: &Shared, state: &mut State) {
+        let epoch = shared.epoch();
+        if epoch == state.cursor_epoch {
+            return;
         }
-        let expected: BTreeMap<i32, i64> = self.state.cursor.iter().map(|(p, n)| (*p, *n)).collect();
+        let previous = std::mem::take(&mut state.cursor);
+        state.cursor = shared
+            .partitions()
+            .iter()
+            .filter(|(_, p)| p.synced)
+            .map(|(id, p)| {
+                let kept = previous.get(id).filter(|c| c.lease == p.lease);
+                let next = kept.map_or(p.next, |c| c.next);
+                (*id, Cursor { lease: p.lease, next })
+            })
+            .collect();
+        state.cursor_epoch = epoch;
+    }
+
+    /// Poll one micro-batch, with the stored offset each of its partitions
+    /// builds on and the lease it was polled under. `None` when one of its
+    /// partitions was revoked meanwhile: the records are discarded and the
+    /// positions re-read (the new owner starts from the stored offset).
+    /// Partitions that move while none of theirs is in the batch do not
+    /// interrupt it.
+    #[allow(clippy::type_complexity)]
+    fn accumulate(&mut self) -> Option<(Batch, BTreeMap<i32, i64>, BTreeMap<i32, u64>)> {
+        Self::refresh_cursor(&self.shared, &mut self.state);
+        let mut expected = BTreeMap::new();
+        let mut leases = BTreeMap::new();
         let mut batch = Batch::default();
         let mut deadline: Option<Instant> = None;
         while batch.records < self.limits.max_records {
@@ -454,8 +399,12 @@ impl ConsumerLoop {
                 None => IDLE_POLL,
             };
             let polled = self.consumer.poll(timeout);
-            if self.shared.epoch() != epoch {
-                return None;
+            if self.shared.epoch() != self.state.cursor_epoch {
+                if !consumer::leases_hold(&self.shared.partitions(), &leases) {
+                    self.restart_from_stored();
+                    return None;
+                }
+                Self::refresh_cursor(&self.shared, &mut self.state);
             }
             match polled {
                 None => {
@@ -477,13 +426,15 @@ impl ConsumerLoop {
                     let p = m.partition();
                     // Unsynced or foreign partition, or a record from before the
                     // position (a stale prefetch after a seek): not ours to load.
-                    let Some(next) = self.state.cursor.get_mut(&p) else {
+                    let Some(cursor) = self.state.cursor.get_mut(&p) else {
                         continue;
                     };
-                    if m.offset() < *next {
+                    if m.offset() < cursor.next {
                         continue;
                     }
-                    *next = m.offset() + 1;
+                    expected.entry(p).or_insert(cursor.next);
+                    leases.entry(p).or_insert(cursor.lease);
+                    cursor.next = m.offset() + 1;
                     batch.add(RawRecord {
                         partition: p,
                         offset: m.offset(),
@@ -499,7 +450,7 @@ impl ConsumerLoop {
             }
         }
         self.shared.metrics.records_consumed.inc_by(batch.records as u64);
-        Some((batch, expected))
+        Some((batch, expected, leases))
     }
 
     fn update_lag(&self) {
@@ -525,15 +476,6 @@ impl ConsumerLoop {
     }
 }
 
-/// A partition is stalled when records wait beyond its stored position and
-/// that position has not moved for `window` (or was never stored).
-fn is_stalled(high_watermark: i64, stored: Option<(i64, f64)>, window: Duration) -> bool {
-    match stored {
-        Some((next, idle_seconds)) => high_watermark > next && idle_seconds > window.as_secs_f64(),
-        None => high_watermark > 0,
-    }
-}
-
 /// After a batch committed in the warehouse: advance the held positions and
 /// commit the same offsets to the Kafka group (for lag tools and the
 /// operator's scaler; the warehouse stays the source of truth).
@@ -541,14 +483,15 @@ fn commit_to_kafka(
     shared: &Shared,
     consumer: &BaseConsumer<WorkerContext>,
     offsets: &BTreeMap<i32, OffsetRange>,
-    epoch: u64,
+    leases: &BTreeMap<i32, u64>,
 ) {
     let mut tpl = TopicPartitionList::new();
     {
         let mut partitions = shared.partitions();
-        let current = shared.epoch() == epoch;
         for (p, range) in offsets {
-            if current && let Some(pos) = partitions.get_mut(p) {
+            if let Some(pos) = partitions.get_mut(p)
+                && leases.get(p) == Some(&pos.lease)
+            {
                 pos.next = pos.next.max(range.next());
             }
             let _ = tpl.add_partition_offset(&shared.stream.topic, *p, Offset::Offset(range.next()));
@@ -556,26 +499,5 @@ fn commit_to_kafka(
     }
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(error = %e, "committing offsets to Kafka failed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stalled_partitions() {
-        let window = Duration::from_secs(12);
-        // (high watermark, stored (next, idle seconds), stalled?)
-        let cases = [
-            (100, Some((100, 60.0)), false), // caught up, however long ago
-            (100, Some((40, 3.0)), false),   // behind but moving
-            (100, Some((40, 30.0)), true),   // behind and idle: nobody consumes it
-            (0, None, false),                // empty and never consumed
-            (5, None, true),                 // records, never consumed
-        ];
-        for (high, stored, want) in cases {
-            assert_eq!(is_stalled(high, stored, window), want, "{high} {stored:?}");
-        }
     }
 }

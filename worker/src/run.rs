@@ -146,6 +146,7 @@ fn load(
             kafka: &cli.kafka,
             group,
             client_id: instance,
+            protocol: cli.group_protocol,
             session_timeout: cli.session_timeout,
         },
         shared.clone(),
@@ -159,14 +160,12 @@ fn load(
     Pipeline {
         shared: shared.clone(),
         consumer,
-        probe_config: cli.kafka.client_config()?,
         db_settings,
         schema: cli.schema.clone(),
         cache: DimCache::new(cli.dim_cache_size),
         limits: Limits {
             max_records: cli.batch_max_records as usize,
             max_wait: cli.batch_max_wait(),
-            empty_assignment_check: cli.session_timeout * 2,
         },
         stop,
     }
