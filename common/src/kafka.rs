@@ -5,11 +5,13 @@
 //! Secret, so secrets never appear in a pod spec or a log line.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use rdkafka::ClientConfig;
 use rdkafka::client::{Client, ClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -117,12 +119,17 @@ pub enum KafkaError {
         brokers: String,
         source: rdkafka::error::KafkaError,
     },
-    #[error("cannot reach Kafka at {brokers} within {timeout:?}: {source}")]
+    #[error("cannot reach Kafka at {brokers} within {timeout:?}: {reason}")]
     Unreachable {
         brokers: String,
         timeout: Duration,
-        source: rdkafka::error::KafkaError,
+        /// The request's error, and the client's last connection error.
+        reason: String,
     },
+    /// The brokers answered but refused this client: wrong credentials or a
+    /// certificate that does not verify. Retrying cannot help.
+    #[error("cannot connect to Kafka at {brokers}: {cause}")]
+    Refused { brokers: String, cause: String },
     #[error(
         "topic `{topic}` does not exist on {brokers}; create it first (the operator does this for a Pipeline)"
     )]
@@ -183,21 +190,126 @@ impl KafkaArgs {
     }
 }
 
+/// Log a client-level error from `ClientContext::error` (librdkafka keeps
+/// retrying; the reason names the listener and never carries a credential).
+pub fn log_client_error(error: &rdkafka::error::KafkaError, reason: &str) {
+    if is_refusal(error) {
+        tracing::error!(%error, reason, "Kafka refused the connection");
+    } else {
+        tracing::warn!(%error, reason, "Kafka client error");
+    }
+}
+
+/// Authentication and TLS failures: permanent until the settings change.
+fn is_refusal(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(Code::Authentication | Code::SSL | Code::SaslAuthenticationFailed)
+    )
+}
+
+/// Records what a diagnosing client reports: librdkafka retries a refused
+/// login or an unverifiable certificate forever and says why only through
+/// error events, which a metadata request does not return.
+#[derive(Default)]
+struct DiagnoseContext {
+    refused: Mutex<Option<String>>,
+    last: Mutex<Option<String>>,
+}
+
+impl ClientContext for DiagnoseContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let text = format!("{reason} ({error})");
+        if is_refusal(&error) {
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| text.clone());
+        }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for DiagnoseContext {}
+
+/// Why a client with `config` cannot talk to the cluster: connect once more
+/// with a group-less consumer (whose poll serves the error events) for at
+/// most `within`. `Err(cause)` for a refusal, `Ok(last error)` otherwise.
+fn diagnose(config: &ClientConfig, within: Duration) -> Result<Option<String>, String> {
+    let mut cfg = config.clone();
+    cfg.remove("group.id");
+    // Producer settings in `config` would each log a warning on a consumer.
+    cfg.set_log_level(rdkafka::config::RDKafkaLogLevel::Error);
+    let Ok(probe) = cfg.create_with_context::<_, BaseConsumer<DiagnoseContext>>(DiagnoseContext::default())
+    else {
+        return Ok(None);
+    };
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let ok = probe.fetch_metadata(None, Duration::from_millis(200)).is_ok();
+        let _ = probe.poll(Duration::from_millis(50));
+        if let Some(cause) = probe
+            .context()
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(cause);
+        }
+        if ok {
+            break;
+        }
+    }
+    Ok(probe
+        .context()
+        .last
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone())
+}
+
+/// How long a failed request spends finding out why.
+const DIAGNOSE_WITHIN: Duration = Duration::from_secs(3);
+
+/// The error for a request to `brokers` that failed with `source`: a refusal
+/// (wrong credentials, unknown CA) names the listener and the cause.
+pub fn unreachable(
+    config: &ClientConfig,
+    brokers: &str,
+    timeout: Duration,
+    source: rdkafka::error::KafkaError,
+) -> KafkaError {
+    match diagnose(config, DIAGNOSE_WITHIN) {
+        Err(cause) => KafkaError::Refused {
+            brokers: brokers.to_string(),
+            cause,
+        },
+        Ok(last) => KafkaError::Unreachable {
+            brokers: brokers.to_string(),
+            timeout,
+            reason: match last {
+                Some(last) => format!("{source} (last error: {last})"),
+                None => source.to_string(),
+            },
+        },
+    }
+}
+
 /// Ask the cluster for `topic`'s metadata: proves the brokers are reachable and
-/// the topic exists, and returns its partition count.
+/// accept this client (`config`, for the diagnosis when they do not), and the
+/// topic exists; returns its partition count.
 pub fn topic_partitions<C: ClientContext>(
     client: &Client<C>,
+    config: &ClientConfig,
     brokers: &str,
     topic: &str,
     timeout: Duration,
 ) -> Result<usize, KafkaError> {
     let metadata = client
         .fetch_metadata(Some(topic), timeout)
-        .map_err(|source| KafkaError::Unreachable {
-            brokers: brokers.to_string(),
-            timeout,
-            source,
-        })?;
+        .map_err(|source| unreachable(config, brokers, timeout, source))?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(KafkaError::NoSuchTopic {
             topic: topic.to_string(),

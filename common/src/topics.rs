@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
+
+use rdkafka::client::DefaultClientContext;
 
 use crate::kafka::{KafkaArgs, KafkaError};
 
@@ -37,23 +38,34 @@ pub enum TopicChange {
     },
 }
 
-fn lookup(
-    admin: &AdminClient<DefaultClientContext>,
-    brokers: &str,
-    topic: &str,
+/// The admin client and what a metadata lookup needs, shared with the
+/// blocking pool.
+struct Client {
+    admin: AdminClient<DefaultClientContext>,
+    /// Kept to diagnose a failed request (see `kafka::unreachable`).
+    config: ClientConfig,
+    brokers: String,
     timeout: Duration,
-) -> Result<Option<i32>, KafkaError> {
-    match crate::kafka::topic_partitions(admin.inner(), brokers, topic, timeout) {
-        Ok(n) => Ok(Some(n as i32)),
-        Err(KafkaError::NoSuchTopic { .. }) => Ok(None),
-        Err(e) => Err(e),
+}
+
+impl Client {
+    fn lookup(&self, topic: &str) -> Result<Option<i32>, KafkaError> {
+        match crate::kafka::topic_partitions(
+            self.admin.inner(),
+            &self.config,
+            &self.brokers,
+            topic,
+            self.timeout,
+        ) {
+            Ok(n) => Ok(Some(n as i32)),
+            Err(KafkaError::NoSuchTopic { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
 pub struct TopicAdmin {
-    admin: Arc<AdminClient<DefaultClientContext>>,
-    brokers: String,
-    timeout: Duration,
+    client: Arc<Client>,
 }
 
 impl TopicAdmin {
@@ -68,33 +80,31 @@ impl TopicAdmin {
             source,
         })?;
         Ok(Self {
-            admin: Arc::new(admin),
-            brokers: brokers.to_string(),
-            timeout,
+            client: Arc::new(Client {
+                admin,
+                config: config.clone(),
+                brokers: brokers.to_string(),
+                timeout,
+            }),
         })
     }
 
     fn options(&self) -> AdminOptions {
         AdminOptions::new()
-            .operation_timeout(Some(self.timeout))
-            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.client.timeout))
+            .request_timeout(Some(self.client.timeout))
     }
 
     /// Current partition count, or `None` when the topic does not exist.
     /// Blocks on a metadata request (see [`TopicAdmin::partitions_async`]).
     pub fn partitions(&self, topic: &str) -> Result<Option<i32>, KafkaError> {
-        lookup(&self.admin, &self.brokers, topic, self.timeout)
+        self.client.lookup(topic)
     }
 
     /// [`TopicAdmin::partitions`] on the blocking pool.
     pub async fn partitions_async(&self, topic: &str) -> Result<Option<i32>, KafkaError> {
-        let (admin, brokers, topic, timeout) = (
-            self.admin.clone(),
-            self.brokers.clone(),
-            topic.to_string(),
-            self.timeout,
-        );
-        tokio::task::spawn_blocking(move || lookup(&admin, &brokers, &topic, timeout))
+        let (client, topic) = (self.client.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || client.lookup(&topic))
             .await
             .map_err(|e| KafkaError::Settings(format!("metadata lookup failed: {e}")))?
     }
@@ -120,6 +130,7 @@ impl TopicAdmin {
                     reason,
                 };
                 let results = match self
+                    .client
                     .admin
                     .create_partitions(&[NewPartitions::new(topic, partitions as usize)], &self.options())
                     .await
@@ -148,6 +159,7 @@ impl TopicAdmin {
     ) -> Result<TopicChange, KafkaError> {
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         let results = self
+            .client
             .admin
             .create_topics(&[new], &self.options())
             .await
@@ -170,6 +182,7 @@ impl TopicAdmin {
     /// Delete `topic`; a topic that is already gone is not an error.
     pub async fn delete(&self, topic: &str) -> Result<(), KafkaError> {
         let results = self
+            .client
             .admin
             .delete_topics(&[topic], &self.options())
             .await

@@ -59,7 +59,11 @@ impl DeliveryContext {
     }
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        kafka::log_client_error(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Contribution>;
@@ -113,13 +117,15 @@ impl ShopProducer {
         connect_timeout: Duration,
         metrics: Metrics,
     ) -> Result<(Self, usize), ProducerError> {
-        let inner: ThreadedProducer<DeliveryContext> = producer_config(kafka, delivery_timeout)?
+        let config = producer_config(kafka, delivery_timeout)?;
+        let inner: ThreadedProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext::new(metrics))
             .map_err(|source| kafka::KafkaError::Client {
                 brokers: kafka.brokers.clone(),
                 source,
             })?;
-        let partitions = kafka::topic_partitions(inner.client(), &kafka.brokers, topic, connect_timeout)?;
+        let partitions =
+            kafka::topic_partitions(inner.client(), &config, &kafka.brokers, topic, connect_timeout)?;
         Ok((
             Self {
                 inner,

@@ -13,7 +13,7 @@ use rdkafka::ClientConfig;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::Offset;
-use shopstream_common::kafka::KafkaError;
+use shopstream_common::kafka::{self, KafkaError};
 use shopstream_common::topics::{TopicAdmin, TopicChange};
 use shopstream_model::pipeline::KafkaSpec;
 
@@ -231,12 +231,8 @@ fn read_offsets(
         brokers: brokers.to_string(),
         source,
     })?;
-    let partitions = shopstream_common::kafka::topic_partitions(consumer.client(), brokers, topic, timeout)?;
-    let unreachable = |source| KafkaError::Unreachable {
-        brokers: brokers.to_string(),
-        timeout,
-        source,
-    };
+    let partitions = kafka::topic_partitions(consumer.client(), cfg, brokers, topic, timeout)?;
+    let unreachable = |source| kafka::unreachable(cfg, brokers, timeout, source);
     let mut tpl = TopicPartitionList::new();
     let mut high_watermarks = Vec::with_capacity(partitions);
     for p in 0..partitions as i32 {

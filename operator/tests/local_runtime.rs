@@ -13,15 +13,10 @@ use std::time::Duration;
 use shopstream_testkit::{ChildGuard, TestSchema, brokers, database_url, unique, wait_until};
 
 fn bin_dir() -> PathBuf {
-    let operator = PathBuf::from(env!("CARGO_BIN_EXE_shopstream-operator"));
-    let dir = operator.parent().unwrap().to_path_buf();
-    for bin in ["shopstream-worker", "shopstream-generator"] {
-        assert!(
-            dir.join(bin).exists(),
-            "{bin} is not built next to the operator; run `cargo build --workspace` (scripts/test.sh does)"
-        );
-    }
-    dir
+    shopstream_testkit::bin_dir(
+        env!("CARGO_BIN_EXE_shopstream-operator"),
+        &["shopstream-worker", "shopstream-generator"],
+    )
 }
 
 #[test]
@@ -127,7 +122,7 @@ spec:
     reader.join().unwrap();
     let out = lines.lock().unwrap().join("\n");
     if !exit.success() {
-        print_log_tails(&dir.path().join("run").join("logs"));
+        shopstream_testkit::print_log_tails(&dir.path().join("run").join("logs"));
     }
     assert!(exit.success(), "local runtime failed:\n{out}");
     assert!(
@@ -148,22 +143,4 @@ spec:
     assert!(down > first_up);
     assert!(out.contains("\nMATCH"), "the audit matched:\n{out}");
     assert!(!out.contains("MISMATCH"));
-}
-
-/// The end of every child's log, to see why a run failed (the run directory
-/// goes away with the test).
-fn print_log_tails(logs: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(logs) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        println!("--- {} (last 40 lines)", path.display());
-        for line in &lines[lines.len().saturating_sub(40)..] {
-            println!("{line}");
-        }
-    }
 }

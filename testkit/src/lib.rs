@@ -19,6 +19,47 @@ pub fn brokers() -> String {
     std::env::var("SHOPSTREAM_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
 }
 
+/// The test broker's SCRAM-SHA-512 and TLS listeners (`scripts/start-broker.sh`),
+/// passed on by `scripts/test.sh` as `SHOPSTREAM_TEST_*` variables.
+pub struct SecuredBroker {
+    pub sasl: String,
+    pub ssl: String,
+    pub ca_file: std::path::PathBuf,
+    pub username: String,
+    pub password: String,
+}
+
+pub fn secured_broker() -> SecuredBroker {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run the tests with scripts/test.sh (it starts the broker's SASL and TLS listeners)")
+        })
+    };
+    SecuredBroker {
+        sasl: var("SHOPSTREAM_TEST_BROKERS_SASL"),
+        ssl: var("SHOPSTREAM_TEST_BROKERS_SSL"),
+        ca_file: var("SHOPSTREAM_TEST_KAFKA_CA_FILE").into(),
+        username: var("SHOPSTREAM_TEST_SCRAM_USERNAME"),
+        password: var("SHOPSTREAM_TEST_SCRAM_PASSWORD"),
+    }
+}
+
+/// The directory of `exe` (a test's `CARGO_BIN_EXE_*`), checking that the
+/// other binaries a test runs were built next to it.
+pub fn bin_dir(exe: &str, siblings: &[&str]) -> std::path::PathBuf {
+    let dir = std::path::Path::new(exe)
+        .parent()
+        .expect("a binary path has a directory")
+        .to_path_buf();
+    for bin in siblings {
+        assert!(
+            dir.join(bin).exists(),
+            "{bin} is not built next to {exe}; run `cargo build --workspace` (scripts/test.sh does)"
+        );
+    }
+    dir
+}
+
 /// `prefix-<random>`: a fresh topic, schema or group name per test.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -324,5 +365,23 @@ impl TcpProxy {
     /// Forward new connections again (stalled ones stay stalled until cut).
     pub fn up(&self) {
         self.state.store(PROXY_UP, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Print the end of every log file in `logs` (a run directory that goes away
+/// with the test), to see why a run failed.
+pub fn print_log_tails(logs: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(logs) else {
+        return;
+    };
+    let mut paths: Vec<std::path::PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        println!("--- {} (last 40 lines)", path.display());
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            println!("{line}");
+        }
     }
 }

@@ -26,7 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext};
 use shopstream_common::error::chain;
-use shopstream_common::kafka::{KafkaArgs, KafkaError};
+use shopstream_common::kafka::{self, KafkaArgs, KafkaError};
 
 use crate::db::Db;
 use crate::load::{Stream, stored_positions};
@@ -144,6 +144,10 @@ pub struct WorkerContext {
 }
 
 impl ClientContext for WorkerContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        kafka::log_client_error(&error, reason);
+    }
+
     /// librdkafka's periodic statistics carry each partition's high
     /// watermark, which gives the lag without extra broker round trips.
     fn stats(&self, statistics: Statistics) {
@@ -350,4 +354,32 @@ pub fn create(
             brokers: settings.kafka.brokers.clone(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_loadable_only_while_every_partition_keeps_its_lease() {
+        let pos = |lease| Position {
+            next: 0,
+            synced: true,
+            lease,
+        };
+        let held: BTreeMap<i32, Position> = [(0, pos(3)), (1, pos(3)), (2, pos(7))].into();
+        // (partition -> lease the batch was polled under, loadable?)
+        let cases: [(&[(i32, u64)], bool); 6] = [
+            (&[], true),                        // nothing in the batch
+            (&[(0, 3), (1, 3)], true),          // kept partitions, same leases
+            (&[(0, 3), (2, 7)], true),          // one partition added later: its own lease
+            (&[(0, 3), (5, 3)], false),         // a partition revoked, the other kept
+            (&[(2, 3)], false),                 // revoked and re-assigned since
+            (&[(0, 3), (1, 3), (2, 6)], false), // mixed: one lease changed
+        ];
+        for (batch, want) in cases {
+            let batch: BTreeMap<i32, u64> = batch.iter().copied().collect();
+            assert_eq!(leases_hold(&held, &batch), want, "{batch:?}");
+        }
+    }
 }

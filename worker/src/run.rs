@@ -9,7 +9,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use rdkafka::consumer::Consumer;
 use shopstream_common::error::chain;
 use shopstream_common::http;
-use shopstream_common::kafka::KafkaError;
+use shopstream_common::kafka::{self, KafkaError};
 use shopstream_common::shutdown::{self, StopFlag};
 use thiserror::Error;
 
@@ -23,6 +23,9 @@ use crate::migrate::{self, MigrateError};
 use crate::pipeline::{Limits, Pipeline};
 
 /// SIGTERM to exit must stay within Kubernetes' grace period and our 10 s promise.
+/// How long startup waits for Kafka to answer before it goes on and lets the
+/// client keep trying (a refusal ends the wait at once).
+const KAFKA_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
 
 #[derive(Debug, Error)]
@@ -151,6 +154,21 @@ fn load(
         },
         shared.clone(),
     )?;
+    // A refused login or certificate is a configuration error: fail now, with
+    // the listener and the cause, instead of retrying in silence. An
+    // unreachable cluster or a topic not created yet is waited for.
+    let config = cli.kafka.client_config()?;
+    match kafka::topic_partitions(
+        consumer.client(),
+        &config,
+        &cli.kafka.brokers,
+        &cli.topic,
+        KAFKA_CHECK_TIMEOUT,
+    ) {
+        Err(e @ kafka::KafkaError::Refused { .. }) => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "Kafka not ready yet; waiting for it"),
+        Ok(_) => {}
+    }
     consumer
         .subscribe(&[&cli.topic])
         .map_err(|source| WorkerError::Subscribe {

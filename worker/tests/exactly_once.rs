@@ -43,6 +43,10 @@ impl Scenario {
     }
 
     fn worker(&self, name: &str) -> ChildGuard {
+        self.worker_with(name, &[])
+    }
+
+    fn worker_with(&self, name: &str, extra: &[&str]) -> ChildGuard {
         let log = File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
         ChildGuard::spawn(
             name,
@@ -67,6 +71,7 @@ impl Scenario {
                     "--batch-max-records",
                     "2000",
                 ])
+                .args(extra)
                 .stderr(log),
         )
     }
@@ -417,16 +422,17 @@ async fn a_worker_killed_mid_load_and_restarted_loses_and_duplicates_nothing() {
     assert_rollups_match_facts(&sc.schema.name).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn workers_joining_and_leaving_during_the_load_rebalance_exactly_once() {
-    let sc = Scenario::new("w_rebalance", 6).await;
-    let _w1 = sc.worker("w1");
+/// Workers join and leave while the load goes on, under one group protocol.
+async fn workers_join_and_leave_during_the_load(protocol: &str) {
+    let sc = Scenario::new(&format!("w_rebalance_{protocol}"), 6).await;
+    let flags = ["--group-protocol", protocol];
+    let _w1 = sc.worker_with("w1", &flags);
     let producing = sc.produce(60_000, 6_000, &[]);
     let choreography = async {
         sc.wait_loaded_until(|n| n >= 8_000).await;
-        let mut w2 = sc.worker("w2");
+        let mut w2 = sc.worker_with("w2", &flags);
         sc.wait_loaded_until(|n| n >= 18_000).await;
-        let mut w3 = sc.worker("w3");
+        let mut w3 = sc.worker_with("w3", &flags);
         sc.wait_loaded_until(|n| n >= 32_000).await;
         // Both leave gracefully while the load goes on.
         w2.signal("TERM");
@@ -448,6 +454,21 @@ async fn workers_joining_and_leaving_during_the_load_rebalance_exactly_once() {
         owners, 1,
         "after the others left, the first worker holds every partition"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_joining_and_leaving_rebalance_exactly_once_with_the_consumer_protocol() {
+    workers_join_and_leave_during_the_load("consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_joining_and_leaving_rebalance_exactly_once_with_cooperative_sticky() {
+    workers_join_and_leave_during_the_load("cooperative").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_joining_and_leaving_rebalance_exactly_once_with_eager_rebalancing() {
+    workers_join_and_leave_during_the_load("eager").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
