@@ -159,6 +159,9 @@ impl KafkaArgs {
         cfg.set("bootstrap.servers", &self.brokers)
             // IPv4 first: librdkafka may otherwise try ::1 for `localhost`.
             .set("broker.address.family", "v4")
+            // Partitions added to a topic reach producers and consumers at the
+            // next metadata refresh: seconds, not librdkafka's default 5 minutes.
+            .set("topic.metadata.refresh.interval.ms", "5000")
             .set("security.protocol", self.kafka_security_protocol.as_librdkafka());
         if self.kafka_security_protocol.uses_sasl() {
             let mechanism = self.kafka_sasl_mechanism.ok_or_else(|| {

@@ -1,9 +1,5 @@
 //! Topic management against the real broker: create, grow, refuse to
-//! shrink; and the offsets the autoscaler reads.
-//!
-//! Deletion is tested against the mock API layer only: tansu 0.6's
-//! DeleteTopics removes every topic of the cluster (its SQL filters on the
-//! cluster alone), which would wreck the tests running beside this one.
+//! shrink, delete; and the offsets the autoscaler reads.
 
 use std::time::Duration;
 
@@ -35,23 +31,41 @@ async fn create_grow_and_refuse_to_shrink() {
             .expect("ensure");
         assert_eq!(got, want, "asking for {partitions} partitions");
     }
-    // Growing: Kafka adds partitions; a broker without CreatePartitions
-    // (tansu 0.6, the development broker) refuses and says why.
+    // Growing adds partitions (CreatePartitions); the offsets follow.
     let grown = ops.ensure_topic(&access, &topic, 6, None).await.expect("ensure");
-    let expected_partitions = match &grown {
-        TopicChange::Grown { from: 4, to: 6 } => 6,
-        TopicChange::CannotGrow {
-            current: 4,
-            requested: 6,
-            reason,
-        } => {
-            assert!(reason.contains("not supported"), "{reason}");
-            4
-        }
-        other => panic!("growing 4 -> 6 gave {other:?}"),
-    };
+    assert_eq!(grown, TopicChange::Grown { from: 4, to: 6 });
     let offsets = ops.offsets(&access, &topic, "op-test-group").await.unwrap();
-    assert_eq!(offsets.high_watermarks.len(), expected_partitions);
+    assert_eq!(offsets.high_watermarks.len(), 6);
+    assert_eq!(
+        ops.ensure_topic(&access, &topic, 6, None).await.unwrap(),
+        TopicChange::Unchanged { partitions: 6 }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_topic_removes_that_topic_only_and_twice_is_fine() {
+    let ops = RdKafkaOps::new(Duration::from_secs(10));
+    let access = KafkaAccess::plaintext(brokers());
+    let (doomed, neighbour) = (unique("op_delete"), unique("op_keep"));
+    ops.ensure_topic(&access, &doomed, 2, None).await.unwrap();
+    ops.ensure_topic(&access, &neighbour, 2, None).await.unwrap();
+    ops.delete_topic(&access, &doomed).await.expect("delete");
+    let admin = shopstream_common::topics::TopicAdmin::new(
+        &shopstream_common::kafka::KafkaArgs::plaintext(brokers()),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    shopstream_testkit::wait_until(Duration::from_secs(20), || {
+        admin.partitions(&doomed).ok() == Some(None)
+    });
+    assert_eq!(
+        admin.partitions(&neighbour).unwrap(),
+        Some(2),
+        "the other topic stays"
+    );
+    ops.delete_topic(&access, &doomed)
+        .await
+        .expect("deleting a deleted topic is not an error");
 }
 
 #[tokio::test(flavor = "multi_thread")]

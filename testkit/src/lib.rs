@@ -77,6 +77,17 @@ pub async fn create_topic(name: &str, partitions: i32) {
     });
 }
 
+/// Grow a topic on the test broker (the operator's code path: CreatePartitions).
+pub async fn grow_topic(name: &str, partitions: i32) {
+    let admin =
+        TopicAdmin::new(&KafkaArgs::plaintext(brokers()), Duration::from_secs(10)).expect("admin client");
+    let change = admin.ensure(name, partitions, 1).await.expect("grow topic");
+    assert!(
+        matches!(change, shopstream_common::topics::TopicChange::Grown { to, .. } if to == partitions),
+        "growing {name}: {change:?}"
+    );
+}
+
 /// One consumed record.
 #[derive(Debug, Clone)]
 pub struct Record {

@@ -472,6 +472,30 @@ async fn workers_joining_and_leaving_rebalance_exactly_once_with_eager_rebalanci
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_topic_grown_from_3_to_6_partitions_mid_load_is_loaded_exactly() {
+    let sc = Scenario::new("w_grow", 3).await;
+    let _w1 = sc.worker("w1");
+    let _w2 = sc.worker("w2");
+    let producing = sc.produce(60_000, 5_000, &[]);
+    let grow = async {
+        sc.wait_loaded_until(|n| n >= 10_000).await;
+        shopstream_testkit::grow_topic(&sc.topic, 6).await;
+    };
+    let (summary, ()) = tokio::join!(producing, grow);
+    sc.wait_loaded(summary.messages_total).await;
+    assert_eq!(sc.totals().await, expected(&summary, 1));
+    assert_rollups_match_facts(&sc.schema.name).await;
+    // The generator wrote to the new partitions and the workers loaded them.
+    let sql = format!(
+        "SELECT count(*) FROM \"{}\".ingest_offsets WHERE topic = $1 AND kafka_partition >= 3 AND next_offset > 0",
+        sc.schema.name
+    );
+    let topic = sc.topic.clone();
+    let loaded_new: i64 = blocking(move || pg().query_one(&sql, &[&topic]).unwrap().get(0)).await;
+    assert_eq!(loaded_new, 3, "every added partition was produced to and loaded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_same_events_produced_twice_load_once() {
     let sc = Scenario::new("w_dupes", 3).await;
     let first = sc.produce(20_000, 0, &["--seed", "5"]).await;

@@ -320,7 +320,8 @@ impl KafkaOps for FakeKafka {
     }
 }
 
-pub fn ctx(client: Client, kafka: FakeKafka) -> Arc<Ctx<FakeKafka>> {
+/// A reconciler context over the fake API server and any Kafka (fake or real).
+pub fn ctx<K: KafkaOps>(client: Client, kafka: K) -> Arc<Ctx<K>> {
     Arc::new(Ctx {
         recorder: Recorder::new(
             client.clone(),
