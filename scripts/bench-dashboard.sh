@@ -8,14 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS="${1:-1100000}"
 REQUESTS="${2:-200}"
-PORT="${BENCH_BROKER_PORT:-19092}"
-DB_URL="${SHOPSTREAM_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/shopstream}"
 export PATH="$HOME/.cargo/bin:$PATH"
+source scripts/lib/bench.sh
+DB_URL="$BENCH_DB_URL"
 
-scripts/dev-deps.sh >/dev/null
-scripts/start-broker.sh "$PORT" memory >/dev/null
-cargo build --release --locked -p shopstream-generator -p shopstream-worker -p shopstream-dashboard 2>&1 | tail -n 1
-bin="${CARGO_TARGET_DIR:-target}/release"
+bench_setup generator worker dashboard
+bin="$BIN"
 stamp=$(date +%s)
 topic="bench-dash-$stamp"
 schema="bench_dash_$stamp"
@@ -23,10 +21,10 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 echo "== loading $EVENTS events into schema $schema"
-tansu topic create "$topic" --partitions 4 --broker "tcp://127.0.0.1:$PORT" >/dev/null
-"$bin/shopstream-generator" --brokers "127.0.0.1:$PORT" --topic "$topic" --rate 0 --total "$EVENTS" \
+create_topic "$topic" 4
+"$bin/shopstream-generator" --brokers "$BENCH_BROKERS" --topic "$topic" --rate 0 --total "$EVENTS" \
   --invalid-ratio 0.01 --instance bench 2>/dev/null
-"$bin/shopstream-worker" --brokers "127.0.0.1:$PORT" --topic "$topic" --schema "$schema" \
+"$bin/shopstream-worker" --brokers "$BENCH_BROKERS" --topic "$topic" --schema "$schema" \
   --database-url "$DB_URL" 2>/dev/null &
 pids+=($!)
 deadline=$((SECONDS + 1800))

@@ -30,7 +30,7 @@ pub enum TopicChange {
         current: i32,
         requested: i32,
     },
-    /// The brokers refused to add partitions (e.g. they lack CreatePartitions).
+    /// The brokers refused to add partitions (e.g. ACLs or a policy deny CreatePartitions).
     CannotGrow {
         current: i32,
         requested: i32,

@@ -131,12 +131,19 @@ impl Shared {
     }
 }
 
-/// True when every partition of a batch is still held under the lease it was
-/// polled with.
-pub fn leases_hold(held: &BTreeMap<i32, Position>, batch: &BTreeMap<i32, u64>) -> bool {
+/// The partitions of a batch no longer held under the lease they were polled
+/// with (revoked, or revoked and assigned again since).
+pub fn lost_partitions(held: &BTreeMap<i32, Position>, batch: &BTreeMap<i32, u64>) -> Vec<i32> {
     batch
         .iter()
-        .all(|(p, lease)| held.get(p).is_some_and(|pos| pos.lease == *lease))
+        .filter(|(p, lease)| held.get(p).is_none_or(|pos| pos.lease != **lease))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+/// True when every partition of a batch is still held under its lease.
+pub fn leases_hold(held: &BTreeMap<i32, Position>, batch: &BTreeMap<i32, u64>) -> bool {
+    lost_partitions(held, batch).is_empty()
 }
 
 pub struct WorkerContext {

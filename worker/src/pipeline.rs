@@ -94,6 +94,15 @@ struct State {
     last_error_log: Option<Instant>,
 }
 
+/// A polled record, kept until its batch is complete.
+struct OwnedRecord {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    timestamp_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     lease: u64,
@@ -163,9 +172,8 @@ impl ConsumerLoop {
                 self.ensure_connected();
                 self.resync();
             }
-            if let Some((batch, expected, leases)) = self.accumulate()
-                && !batch.is_empty()
-            {
+            let (batch, expected, leases) = self.accumulate();
+            if !batch.is_empty() {
                 let job = Job {
                     batch,
                     expected,
@@ -350,7 +358,8 @@ impl ConsumerLoop {
             );
         }
         if seek_failed {
-            self.state.retry.failed();
+            // Not the warehouse's backoff: the next loop (within IDLE_POLL) tries again.
+            tracing::debug!("some partitions could not be positioned yet");
         }
         tracing::info!(partitions = ?*partitions, "positions re-read from the warehouse");
     }
@@ -378,19 +387,18 @@ impl ConsumerLoop {
     }
 
     /// Poll one micro-batch, with the stored offset each of its partitions
-    /// builds on and the lease it was polled under. `None` when one of its
-    /// partitions was revoked meanwhile: the records are discarded and the
-    /// positions re-read (the new owner starts from the stored offset).
-    /// Partitions that move while none of theirs is in the batch do not
-    /// interrupt it.
+    /// builds on and the lease it was polled under. Records are kept as
+    /// polled until the batch is complete, so a partition revoked meanwhile
+    /// only loses its own records (its new owner starts from the stored
+    /// offset) and the kept partitions go on without a pause or a seek.
     #[allow(clippy::type_complexity)]
-    fn accumulate(&mut self) -> Option<(Batch, BTreeMap<i32, i64>, BTreeMap<i32, u64>)> {
+    fn accumulate(&mut self) -> (Batch, BTreeMap<i32, i64>, BTreeMap<i32, u64>) {
         Self::refresh_cursor(&self.shared, &mut self.state);
         let mut expected = BTreeMap::new();
-        let mut leases = BTreeMap::new();
-        let mut batch = Batch::default();
+        let mut leases: BTreeMap<i32, u64> = BTreeMap::new();
+        let mut records: Vec<OwnedRecord> = Vec::new();
         let mut deadline: Option<Instant> = None;
-        while batch.records < self.limits.max_records {
+        while records.len() < self.limits.max_records {
             let timeout = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => left,
@@ -400,9 +408,14 @@ impl ConsumerLoop {
             };
             let polled = self.consumer.poll(timeout);
             if self.shared.epoch() != self.state.cursor_epoch {
-                if !consumer::leases_hold(&self.shared.partitions(), &leases) {
-                    self.restart_from_stored();
-                    return None;
+                let lost = consumer::lost_partitions(&self.shared.partitions(), &leases);
+                if !lost.is_empty() {
+                    tracing::debug!(partitions = ?lost, "dropping the records of revoked partitions from the batch");
+                    records.retain(|r| !lost.contains(&r.partition));
+                    for p in &lost {
+                        expected.remove(p);
+                        leases.remove(p);
+                    }
                 }
                 Self::refresh_cursor(&self.shared, &mut self.state);
             }
@@ -435,11 +448,11 @@ impl ConsumerLoop {
                     expected.entry(p).or_insert(cursor.next);
                     leases.entry(p).or_insert(cursor.lease);
                     cursor.next = m.offset() + 1;
-                    batch.add(RawRecord {
+                    records.push(OwnedRecord {
                         partition: p,
                         offset: m.offset(),
-                        key: m.key(),
-                        payload: m.payload(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().map(<[u8]>::to_vec),
                         timestamp_ms: m.timestamp().to_millis(),
                     });
                     deadline.get_or_insert_with(|| Instant::now() + self.limits.max_wait);
@@ -449,8 +462,18 @@ impl ConsumerLoop {
                 break; // finish the batch in hand, then stop
             }
         }
+        let mut batch = Batch::default();
+        for r in &records {
+            batch.add(RawRecord {
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.as_deref(),
+                payload: r.payload.as_deref(),
+                timestamp_ms: r.timestamp_ms,
+            });
+        }
         self.shared.metrics.records_consumed.inc_by(batch.records as u64);
-        Some((batch, expected, leases))
+        (batch, expected, leases)
     }
 
     fn update_lag(&self) {
