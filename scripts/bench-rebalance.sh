@@ -26,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 worker() { # protocol schema topic name port
-  "$BIN/shopstream-worker" --brokers "$BENCH_BROKERS" --topic "$3" --schema "$2" --database-url "$BENCH_DB_URL" \
+  RUST_LOG="${BENCH_RUST_LOG:-info}" "$BIN/shopstream-worker" --brokers "$BENCH_BROKERS" --topic "$3" --schema "$2" --database-url "$BENCH_DB_URL" \
     --group-protocol "$1" --session-timeout 6s --instance "$4" --metrics-addr "127.0.0.1:$5" \
     >/dev/null 2>"$work/$2-$4.log" &
   echo $!

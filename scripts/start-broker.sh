@@ -40,7 +40,10 @@ SCRAM_USER=shopstream
 
 say() { printf 'broker: %s\n' "$*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ours_running() { [[ -f "$dir/broker.pid" ]] && kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null; }
+# Ours: the recorded pid is alive and is this broker (a stale pid may be reused).
+ours_running() {
+  [[ -f "$dir/broker.pid" ]] && grep -qa "$dir/server.properties" "/proc/$(cat "$dir/broker.pid")/cmdline" 2>/dev/null
+}
 stop_ours() {
   local pid deadline
   pid=$(cat "$dir/broker.pid")

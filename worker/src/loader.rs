@@ -15,10 +15,12 @@ use crate::consumer::{self, Shared};
 use crate::db::Db;
 use crate::dims::DimCache;
 use crate::load::{LoadError, load_batch};
-use crate::transform::{Batch, OffsetRange};
+use crate::transform::{Batch, OffsetRange, OwnedRecord};
 
 pub struct Job {
     pub batch: Batch,
+    /// What `batch` was made of: to rebuild it without a revoked partition.
+    pub records: Vec<OwnedRecord>,
     /// Stored next offset of each partition when the batch was started
     /// (speculative: it includes batches still in flight).
     pub expected: BTreeMap<i32, i64>,
@@ -34,8 +36,6 @@ pub enum Done {
         offsets: BTreeMap<i32, OffsetRange>,
         leases: BTreeMap<i32, u64>,
     },
-    /// A partition of the batch was revoked before it could be written.
-    Revoked,
     Fenced {
         partitions: Vec<i32>,
     },
@@ -73,7 +73,7 @@ fn run(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>, mut cache: 
         } else {
             load(&shared, &mut cache, job)
         };
-        if matches!(outcome, Done::Fenced { .. } | Done::Failed { .. } | Done::Revoked) {
+        if matches!(outcome, Done::Fenced { .. } | Done::Failed { .. }) {
             failed_generation = Some(generation);
         }
         if done.send(outcome).is_err() {
@@ -84,7 +84,7 @@ fn run(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>, mut cache: 
     drop(shared.db().take());
 }
 
-fn load(shared: &Shared, cache: &mut DimCache, job: Job) -> Done {
+fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
     let started = Instant::now();
     let result = {
         let mut db = shared.db();
@@ -95,9 +95,21 @@ fn load(shared: &Shared, cache: &mut DimCache, job: Job) -> Done {
             };
         };
         // Checked under the warehouse lock, which a revocation takes before it
-        // lets partitions go: they stay ours until this batch is written.
-        if !consumer::leases_hold(&shared.partitions(), &job.leases) {
-            return Done::Revoked;
+        // lets partitions go: they stay ours until this batch is written. A
+        // partition revoked since the batch was polled is left out of it (its
+        // new owner starts from the stored offset); the others load as planned.
+        let lost = consumer::lost_partitions(&shared.partitions(), &job.leases);
+        if !lost.is_empty() {
+            tracing::debug!(partitions = ?lost, "leaving revoked partitions out of the batch");
+            job.records.retain(|r| !lost.contains(&r.partition));
+            for p in &lost {
+                job.expected.remove(p);
+                job.leases.remove(p);
+            }
+            job.batch = Batch::from_records(&job.records);
+            if job.batch.is_empty() {
+                return Done::Skipped;
+            }
         }
         load_batch(conn, cache, &shared.stream, &job.batch, &job.expected)
     };

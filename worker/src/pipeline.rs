@@ -19,7 +19,7 @@ use crate::db::{Db, DbSettings};
 use crate::dims::DimCache;
 use crate::load::stored_positions;
 use crate::loader::{self, Done, Job, Loader};
-use crate::transform::{Batch, OffsetRange, RawRecord};
+use crate::transform::{Batch, OffsetRange, OwnedRecord};
 
 /// How long an idle poll blocks before the loop looks around again.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -94,13 +94,13 @@ struct State {
     last_error_log: Option<Instant>,
 }
 
-/// A polled record, kept until its batch is complete.
-struct OwnedRecord {
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    timestamp_ms: Option<i64>,
+/// One micro-batch as polled: the transformed batch, the records it was made
+/// of, the stored offset each partition builds on and its lease.
+struct Polled {
+    batch: Batch,
+    records: Vec<OwnedRecord>,
+    expected: BTreeMap<i32, i64>,
+    leases: BTreeMap<i32, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,12 +172,13 @@ impl ConsumerLoop {
                 self.ensure_connected();
                 self.resync();
             }
-            let (batch, expected, leases) = self.accumulate();
-            if !batch.is_empty() {
+            let polled = self.accumulate();
+            if !polled.batch.is_empty() {
                 let job = Job {
-                    batch,
-                    expected,
-                    leases,
+                    batch: polled.batch,
+                    records: polled.records,
+                    expected: polled.expected,
+                    leases: polled.leases,
                     generation: self.state.generation,
                 };
                 self.state.in_flight += 1;
@@ -240,13 +241,6 @@ impl ConsumerLoop {
             Done::Committed { offsets, leases } => {
                 self.state.retry.succeeded();
                 commit_to_kafka(&self.shared, &self.consumer, &offsets, &leases);
-            }
-            Done::Revoked => {
-                // Batches polled after this one build on it: re-read them all.
-                tracing::debug!(
-                    "a batch's partition was revoked before it was written; re-reading positions"
-                );
-                self.restart_from_stored();
             }
             Done::Fenced { partitions } => {
                 tracing::warn!(
@@ -391,8 +385,7 @@ impl ConsumerLoop {
     /// polled until the batch is complete, so a partition revoked meanwhile
     /// only loses its own records (its new owner starts from the stored
     /// offset) and the kept partitions go on without a pause or a seek.
-    #[allow(clippy::type_complexity)]
-    fn accumulate(&mut self) -> (Batch, BTreeMap<i32, i64>, BTreeMap<i32, u64>) {
+    fn accumulate(&mut self) -> Polled {
         Self::refresh_cursor(&self.shared, &mut self.state);
         let mut expected = BTreeMap::new();
         let mut leases: BTreeMap<i32, u64> = BTreeMap::new();
@@ -462,18 +455,14 @@ impl ConsumerLoop {
                 break; // finish the batch in hand, then stop
             }
         }
-        let mut batch = Batch::default();
-        for r in &records {
-            batch.add(RawRecord {
-                partition: r.partition,
-                offset: r.offset,
-                key: r.key.as_deref(),
-                payload: r.payload.as_deref(),
-                timestamp_ms: r.timestamp_ms,
-            });
-        }
+        let batch = Batch::from_records(&records);
         self.shared.metrics.records_consumed.inc_by(batch.records as u64);
-        (batch, expected, leases)
+        Polled {
+            batch,
+            records,
+            expected,
+            leases,
+        }
     }
 
     fn update_lag(&self) {

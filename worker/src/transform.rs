@@ -12,6 +12,29 @@ use rust_decimal::Decimal;
 use shopstream_model::{Customer, ErrorKind, Event, EventType, Product, parse_event};
 use uuid::Uuid;
 
+/// A polled record, owned: kept until its batch is written, so the batch can
+/// be rebuilt without a partition that was revoked meanwhile.
+#[derive(Debug, Clone)]
+pub struct OwnedRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl OwnedRecord {
+    pub fn raw(&self) -> RawRecord<'_> {
+        RawRecord {
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.as_deref(),
+            payload: self.payload.as_deref(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
 /// One Kafka record as the consumer saw it.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {
@@ -151,6 +174,14 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.records == 0
+    }
+
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a OwnedRecord>) -> Self {
+        let mut batch = Self::default();
+        for r in records {
+            batch.add(r.raw());
+        }
+        batch
     }
 
     /// Add one record: valid events become rows, anything else a dead letter.
