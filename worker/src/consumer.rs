@@ -336,9 +336,13 @@ pub fn create(
                 "session.timeout.ms",
                 settings.session_timeout.as_millis().to_string(),
             )
+            // Each step of a rebalance reaches the members on a heartbeat, and
+            // the partitions being rebalanced wait for it: keep it short.
             .set(
                 "heartbeat.interval.ms",
-                (settings.session_timeout.as_millis() / 4).max(100).to_string(),
+                (settings.session_timeout.as_millis() / 4)
+                    .clamp(100, 500)
+                    .to_string(),
             );
     };
     match settings.protocol {
