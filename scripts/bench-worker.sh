@@ -62,11 +62,18 @@ psql "$DB_URL" -Atqc "COPY (
            currency, payment_method, quantity, unit_price, discount_amount, line_total, net_amount,
            is_first_order, event_time, loaded_at, kafka_partition, kafka_offset
     FROM $schema.fact_sales) TO STDOUT (FORMAT binary)" >"$work/facts.bin"
-pg0=$(pg_ticks)
+# The COPY runs in one backend that exits with psql: read its CPU from inside
+# the session, after the COPY and before the end.
 c0=$(now)
-psql "$DB_URL" -Atqc "COPY $copy_schema.fact_sales FROM STDIN (FORMAT binary)" <"$work/facts.bin"
+copy_ticks=$(psql "$DB_URL" -Atq <<SQL
+SELECT pg_backend_pid() AS pid \gset
+\setenv BACKEND :pid
+\copy $copy_schema.fact_sales FROM '$work/facts.bin' (FORMAT binary)
+\! awk '{print \$14 + \$15}' /proc/\$BACKEND/stat
+SQL
+)
 c1=$(now)
-copy_cpu=$(secs $(( $(pg_ticks) - pg0 )))
+copy_cpu=$(secs "$copy_ticks")
 
 echo "== 3. latency at a steady $RATE events/s for ${SECONDS_STEADY}s"
 ltopic="bench-latency-$stamp"
