@@ -33,7 +33,10 @@ else
   tmp="$DIR/libs.tmp"
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2
+  # Maven 3.8 prints colour resets even in batch mode: strip them.
+  mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || { say "ERROR: Maven could not resolve the broker's jars"; exit 1; }
   [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || { say "ERROR: kafka_2.13-$KAFKA_VERSION.jar missing after resolve"; exit 1; }
   rm -rf "$LIBS"
   mv "$tmp" "$LIBS"

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use shopstream_testkit::{TestSchema, database_url, secured_broker, unique};
+use shopstream_testkit::{TestSchema, database_url, operator_local, secured_broker, unique};
 
 fn bin_dir() -> PathBuf {
     shopstream_testkit::bin_dir(
@@ -78,17 +78,8 @@ spec:
     .unwrap();
     let run_dir = dir.path().join("run");
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_shopstream-operator"))
-        .env("SHOPSTREAM_SECRET_WAREHOUSE_URL", database_url())
+    let output = operator_local(env!("CARGO_BIN_EXE_shopstream-operator"), &manifest, &run_dir)
         .envs(secret_env)
-        .env("RUST_LOG", "info")
-        .arg("local")
-        .arg("-f")
-        .arg(&manifest)
-        .arg("--bin-dir")
-        .arg(bin_dir())
-        .arg("--run-dir")
-        .arg(&run_dir)
         .args([
             "--duration",
             "6s",

@@ -5,19 +5,11 @@
 //! restarted without breaking the audit.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shopstream_testkit::{ChildGuard, TestSchema, brokers, database_url, unique, wait_until};
-
-fn bin_dir() -> PathBuf {
-    shopstream_testkit::bin_dir(
-        env!("CARGO_BIN_EXE_shopstream-operator"),
-        &["shopstream-worker", "shopstream-generator"],
-    )
-}
+use shopstream_testkit::{ChildGuard, TestSchema, brokers, operator_local, unique, wait_until};
 
 #[test]
 fn a_burst_scales_workers_up_and_down_survives_a_killed_worker_and_the_audit_matches() {
@@ -56,28 +48,23 @@ spec:
     let status = dir.path().join("status.json");
     let mut child = ChildGuard::spawn(
         "operator local",
-        Command::new(env!("CARGO_BIN_EXE_shopstream-operator"))
-            .env("SHOPSTREAM_SECRET_WAREHOUSE_URL", database_url())
-            .env("RUST_LOG", "info")
-            .arg("local")
-            .arg("-f")
-            .arg(&manifest)
-            .arg("--bin-dir")
-            .arg(bin_dir())
-            .arg("--run-dir")
-            .arg(dir.path().join("run"))
-            .arg("--status-file")
-            .arg(&status)
-            .args([
-                "--report-interval",
-                "1s",
-                "--scale-interval",
-                "1s",
-                "--drain-timeout",
-                "150s",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
+        operator_local(
+            env!("CARGO_BIN_EXE_shopstream-operator"),
+            &manifest,
+            &dir.path().join("run"),
+        )
+        .arg("--status-file")
+        .arg(&status)
+        .args([
+            "--report-interval",
+            "1s",
+            "--scale-interval",
+            "1s",
+            "--drain-timeout",
+            "150s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null()),
     );
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {

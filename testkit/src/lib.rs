@@ -60,6 +60,23 @@ pub fn bin_dir(exe: &str, siblings: &[&str]) -> std::path::PathBuf {
     dir
 }
 
+/// `shopstream-operator local -f MANIFEST` with the test warehouse as the
+/// `warehouse` Secret, the worker and generator built next to `operator`, and
+/// the children's logs in `run_dir`; callers add their own flags.
+pub fn operator_local(operator: &str, manifest: &std::path::Path, run_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(operator);
+    cmd.env("SHOPSTREAM_SECRET_WAREHOUSE_URL", database_url())
+        .env("RUST_LOG", "info")
+        .arg("local")
+        .arg("-f")
+        .arg(manifest)
+        .arg("--bin-dir")
+        .arg(bin_dir(operator, &["shopstream-worker", "shopstream-generator"]))
+        .arg("--run-dir")
+        .arg(run_dir);
+    cmd
+}
+
 /// `prefix-<random>`: a fresh topic, schema or group name per test.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
