@@ -31,11 +31,23 @@ async fn create_grow_and_refuse_to_shrink() {
             .expect("ensure");
         assert_eq!(got, want, "asking for {partitions} partitions");
     }
-    // Growing adds partitions (CreatePartitions); the offsets follow.
+    // Growing adds partitions (CreatePartitions); the offsets follow once the
+    // broker's metadata has caught up (it is updated asynchronously).
     let grown = ops.ensure_topic(&access, &topic, 6, None).await.expect("ensure");
     assert_eq!(grown, TopicChange::Grown { from: 4, to: 6 });
-    let offsets = ops.offsets(&access, &topic, "op-test-group").await.unwrap();
-    assert_eq!(offsets.high_watermarks.len(), 6);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let offsets = ops.offsets(&access, &topic, "op-test-group").await.unwrap();
+        if offsets.high_watermarks.len() == 6 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grown topic still shows {} partitions",
+            offsets.high_watermarks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         ops.ensure_topic(&access, &topic, 6, None).await.unwrap(),
         TopicChange::Unchanged { partitions: 6 }
