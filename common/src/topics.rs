@@ -143,6 +143,7 @@ impl TopicAdmin {
                         return Ok(refused(code.to_string()));
                     }
                 }
+                self.settled(topic, partitions).await?;
                 Ok(TopicChange::Grown {
                     from: current,
                     to: partitions,
@@ -176,7 +177,30 @@ impl TopicAdmin {
                 Err((_, code)) => return Err(self.topic_error(topic, format!("creating it failed: {code}"))),
             }
         }
+        self.settled(topic, partitions).await?;
         Ok(TopicChange::Created { partitions })
+    }
+
+    /// Wait until the brokers' metadata shows `topic` with `partitions`
+    /// partitions and their leaders: it is updated asynchronously after a
+    /// create or a grow, and until then clients get errors such as
+    /// NotLeaderForPartition (seen on a fresh broker right after creating).
+    async fn settled(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+        let deadline = tokio::time::Instant::now() + self.client.timeout;
+        loop {
+            let seen = self.partitions_async(topic).await;
+            match seen {
+                Ok(Some(n)) if n >= partitions => return Ok(()),
+                _ if tokio::time::Instant::now() >= deadline => {
+                    let detail = match seen {
+                        Err(e) => format!("its metadata is not ready: {e}"),
+                        Ok(n) => format!("its metadata shows {n:?} partitions, not {partitions}"),
+                    };
+                    return Err(self.topic_error(topic, detail));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Delete `topic`; a topic that is already gone is not an error.
