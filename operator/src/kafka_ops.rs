@@ -215,9 +215,25 @@ impl KafkaOps for RdKafkaOps {
         let mut cfg = access.client_config();
         cfg.set("group.id", group).set("enable.auto.commit", "false");
         let (topic, brokers, timeout) = (topic.to_string(), access.bootstrap_servers.clone(), self.timeout);
-        tokio::task::spawn_blocking(move || read_offsets(&cfg, &brokers, &topic, timeout))
-            .await
-            .map_err(|e| KafkaError::Settings(e.to_string()))?
+        // Transient answers (a fresh broker electing the leaders of the group
+        // coordinator's topic: NotLeaderForPartition, CoordinatorNotAvailable)
+        // are retried within the timeout; a refusal or a missing topic is not.
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (cfg, brokers, topic) = (cfg.clone(), brokers.clone(), topic.clone());
+            let read = tokio::task::spawn_blocking(move || read_offsets(&cfg, &brokers, &topic, timeout))
+                .await
+                .map_err(|e| KafkaError::Settings(e.to_string()))?;
+            match read {
+                Err(e @ (KafkaError::Unreachable { .. } | KafkaError::TopicError { .. }))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "reading offsets failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
     }
 }
 
