@@ -10,8 +10,8 @@
 //! epoch it was acquired in). A batch records the lease of every partition in
 //! it; the loading thread checks the leases under the warehouse lock before it
 //! writes, and the revocation callback takes the same lock before it gives the
-//! partitions up, so a batch either commits while its partitions are still ours
-//! or not at all. The conditional offset advance in the warehouse (`db.rs`) is
+//! partitions up, so a batch only ever writes partitions that are still ours
+//! (a revoked one is left out of it, rebuilt from its records). The conditional offset advance in the warehouse (`db.rs`) is
 //! the second guard, against another worker.
 
 use std::collections::{BTreeMap, HashMap};
@@ -124,11 +124,6 @@ impl Shared {
             pos.synced = false;
         }
     }
-
-    /// The current lease of every held partition.
-    pub fn leases(&self) -> BTreeMap<i32, u64> {
-        self.partitions().iter().map(|(p, pos)| (*p, pos.lease)).collect()
-    }
 }
 
 /// The partitions of a batch no longer held under the lease they were polled
@@ -139,11 +134,6 @@ pub fn lost_partitions(held: &BTreeMap<i32, Position>, batch: &BTreeMap<i32, u64
         .filter(|(p, lease)| held.get(p).is_none_or(|pos| pos.lease != **lease))
         .map(|(p, _)| *p)
         .collect()
-}
-
-/// True when every partition of a batch is still held under its lease.
-pub fn leases_hold(held: &BTreeMap<i32, Position>, batch: &BTreeMap<i32, u64>) -> bool {
-    lost_partitions(held, batch).is_empty()
 }
 
 pub struct WorkerContext {
@@ -372,25 +362,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_is_loadable_only_while_every_partition_keeps_its_lease() {
+    fn a_batch_loses_exactly_the_partitions_whose_lease_changed() {
         let pos = |lease| Position {
             next: 0,
             synced: true,
             lease,
         };
         let held: BTreeMap<i32, Position> = [(0, pos(3)), (1, pos(3)), (2, pos(7))].into();
-        // (partition -> lease the batch was polled under, loadable?)
-        let cases: [(&[(i32, u64)], bool); 6] = [
-            (&[], true),                        // nothing in the batch
-            (&[(0, 3), (1, 3)], true),          // kept partitions, same leases
-            (&[(0, 3), (2, 7)], true),          // one partition added later: its own lease
-            (&[(0, 3), (5, 3)], false),         // a partition revoked, the other kept
-            (&[(2, 3)], false),                 // revoked and re-assigned since
-            (&[(0, 3), (1, 3), (2, 6)], false), // mixed: one lease changed
+        // (partition -> lease the batch was polled under, partitions lost)
+        type Case = (&'static [(i32, u64)], &'static [i32]);
+        let cases: [Case; 6] = [
+            (&[], &[]),                        // nothing in the batch
+            (&[(0, 3), (1, 3)], &[]),          // kept partitions, same leases
+            (&[(0, 3), (2, 7)], &[]),          // one partition added later: its own lease
+            (&[(0, 3), (5, 3)], &[5]),         // a partition revoked, the other kept
+            (&[(2, 3)], &[2]),                 // revoked and re-assigned since
+            (&[(0, 3), (1, 3), (2, 6)], &[2]), // mixed: one lease changed
         ];
-        for (batch, want) in cases {
+        for (batch, lost) in cases {
             let batch: BTreeMap<i32, u64> = batch.iter().copied().collect();
-            assert_eq!(leases_hold(&held, &batch), want, "{batch:?}");
+            assert_eq!(lost_partitions(&held, &batch), lost, "{batch:?}");
         }
     }
 }
