@@ -17,15 +17,33 @@ use crate::dims::DimCache;
 use crate::load::{LoadError, load_batch};
 use crate::transform::{Batch, OffsetRange, OwnedRecord};
 
-pub struct Job {
-    pub batch: Batch,
-    /// What `batch` was made of: to rebuild it without a revoked partition.
+/// One micro-batch as polled: the records, the batch made of them, the
+/// stored offset each partition builds on and the lease it was polled under.
+#[derive(Default)]
+pub struct Polled {
     pub records: Vec<OwnedRecord>,
+    pub batch: Batch,
     /// Stored next offset of each partition when the batch was started
     /// (speculative: it includes batches still in flight).
     pub expected: BTreeMap<i32, i64>,
-    /// Lease of each of the batch's partitions when it was polled.
     pub leases: BTreeMap<i32, u64>,
+}
+
+impl Polled {
+    /// Leave revoked partitions out: their records, offsets and leases, and
+    /// the batch made of the records that remain.
+    pub fn without(&mut self, lost: &[i32]) {
+        self.records.retain(|r| !lost.contains(&r.partition));
+        for p in lost {
+            self.expected.remove(p);
+            self.leases.remove(p);
+        }
+        self.batch = Batch::from_records(&self.records);
+    }
+}
+
+pub struct Job {
+    pub polled: Polled,
     /// Bumped by the consumer thread whenever positions are re-read; jobs of
     /// a generation at or before a failure are skipped (they build on it).
     pub generation: u64,
@@ -98,25 +116,21 @@ fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
         // lets partitions go: they stay ours until this batch is written. A
         // partition revoked since the batch was polled is left out of it (its
         // new owner starts from the stored offset); the others load as planned.
-        let lost = consumer::lost_partitions(&shared.partitions(), &job.leases);
+        let polled = &mut job.polled;
+        let lost = consumer::lost_partitions(&shared.partitions(), &polled.leases);
         if !lost.is_empty() {
             tracing::debug!(partitions = ?lost, "leaving revoked partitions out of the batch");
-            job.records.retain(|r| !lost.contains(&r.partition));
-            for p in &lost {
-                job.expected.remove(p);
-                job.leases.remove(p);
-            }
-            job.batch = Batch::from_records(&job.records);
-            if job.batch.is_empty() {
+            polled.without(&lost);
+            if polled.batch.is_empty() {
                 return Done::Skipped;
             }
         }
-        load_batch(conn, cache, &shared.stream, &job.batch, &job.expected)
+        load_batch(conn, cache, &shared.stream, &polled.batch, &polled.expected)
     };
     let m = &shared.metrics;
     match result {
         Ok(loaded) => {
-            let batch = &job.batch;
+            let batch = &job.polled.batch;
             m.batches.inc();
             m.batch_records.observe(batch.records as f64);
             m.batch_seconds.observe(started.elapsed().as_secs_f64());
@@ -146,8 +160,8 @@ fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
                 "batch committed"
             );
             Done::Committed {
-                offsets: job.batch.offsets,
-                leases: job.leases,
+                offsets: job.polled.batch.offsets,
+                leases: job.polled.leases,
             }
         }
         Err(LoadError::Fenced { partitions }) => {

@@ -18,7 +18,7 @@ use crate::consumer::{self, Shared, WorkerContext};
 use crate::db::{Db, DbSettings};
 use crate::dims::DimCache;
 use crate::load::stored_positions;
-use crate::loader::{self, Done, Job, Loader};
+use crate::loader::{self, Done, Job, Loader, Polled};
 use crate::transform::{Batch, OffsetRange, OwnedRecord};
 
 /// How long an idle poll blocks before the loop looks around again.
@@ -94,15 +94,6 @@ struct State {
     last_error_log: Option<Instant>,
 }
 
-/// One micro-batch as polled: the transformed batch, the records it was made
-/// of, the stored offset each partition builds on and its lease.
-struct Polled {
-    batch: Batch,
-    records: Vec<OwnedRecord>,
-    expected: BTreeMap<i32, i64>,
-    leases: BTreeMap<i32, u64>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     lease: u64,
@@ -175,10 +166,7 @@ impl ConsumerLoop {
             let polled = self.accumulate();
             if !polled.batch.is_empty() {
                 let job = Job {
-                    batch: polled.batch,
-                    records: polled.records,
-                    expected: polled.expected,
-                    leases: polled.leases,
+                    polled,
                     generation: self.state.generation,
                 };
                 self.state.in_flight += 1;
@@ -387,11 +375,9 @@ impl ConsumerLoop {
     /// offset) and the kept partitions go on without a pause or a seek.
     fn accumulate(&mut self) -> Polled {
         Self::refresh_cursor(&self.shared, &mut self.state);
-        let mut expected = BTreeMap::new();
-        let mut leases: BTreeMap<i32, u64> = BTreeMap::new();
-        let mut records: Vec<OwnedRecord> = Vec::new();
+        let mut polled = Polled::default();
         let mut deadline: Option<Instant> = None;
-        while records.len() < self.limits.max_records {
+        while polled.records.len() < self.limits.max_records {
             let timeout = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => left,
@@ -399,20 +385,16 @@ impl ConsumerLoop {
                 },
                 None => IDLE_POLL,
             };
-            let polled = self.consumer.poll(timeout);
+            let message = self.consumer.poll(timeout);
             if self.shared.epoch() != self.state.cursor_epoch {
-                let lost = consumer::lost_partitions(&self.shared.partitions(), &leases);
+                let lost = consumer::lost_partitions(&self.shared.partitions(), &polled.leases);
                 if !lost.is_empty() {
                     tracing::debug!(partitions = ?lost, "dropping the records of revoked partitions from the batch");
-                    records.retain(|r| !lost.contains(&r.partition));
-                    for p in &lost {
-                        expected.remove(p);
-                        leases.remove(p);
-                    }
+                    polled.without(&lost);
                 }
                 Self::refresh_cursor(&self.shared, &mut self.state);
             }
-            match polled {
+            match message {
                 None => {
                     if deadline.is_none() {
                         break; // idle: let the loop check stop, reconnects, lag
@@ -438,10 +420,10 @@ impl ConsumerLoop {
                     if m.offset() < cursor.next {
                         continue;
                     }
-                    expected.entry(p).or_insert(cursor.next);
-                    leases.entry(p).or_insert(cursor.lease);
+                    polled.expected.entry(p).or_insert(cursor.next);
+                    polled.leases.entry(p).or_insert(cursor.lease);
                     cursor.next = m.offset() + 1;
-                    records.push(OwnedRecord {
+                    polled.records.push(OwnedRecord {
                         partition: p,
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
@@ -455,14 +437,12 @@ impl ConsumerLoop {
                 break; // finish the batch in hand, then stop
             }
         }
-        let batch = Batch::from_records(&records);
-        self.shared.metrics.records_consumed.inc_by(batch.records as u64);
-        Polled {
-            batch,
-            records,
-            expected,
-            leases,
-        }
+        polled.batch = Batch::from_records(&polled.records);
+        self.shared
+            .metrics
+            .records_consumed
+            .inc_by(polled.batch.records as u64);
+        polled
     }
 
     fn update_lag(&self) {
