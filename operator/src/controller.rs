@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use shopstream_common::http;
 use shopstream_common::shutdown::{self, StopFlag};
 use shopstream_model::Pipeline;
@@ -107,6 +109,8 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         None => None,
     };
 
+    let (deployments, deployments_writer) = reflector::store();
+    let (services, services_writer) = reflector::store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         kafka: RdKafkaOps::new(settings.kafka_timeout),
@@ -122,6 +126,8 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         scale_interval: settings.scale_interval,
         memory: Mutex::new(HashMap::new()),
         started: Instant::now(),
+        deployments,
+        services,
     });
     tracing::info!(
         namespace = settings.watch_namespace.as_deref().unwrap_or("(all)"),
@@ -136,6 +142,10 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         client,
         settings.watch_namespace.as_deref(),
         ctx,
+        Writers {
+            deployments: deployments_writer,
+            services: services_writer,
+        },
         settings.concurrency,
         shutdown,
     )
@@ -151,27 +161,61 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Watch Pipelines (and the Deployments they own) and reconcile them until
-/// `shutdown` resolves.
+/// Where the watches of owned objects keep what they see (read by the
+/// reconciler through the matching [`Store`]s in [`Ctx`]).
+pub struct Writers {
+    pub deployments: reflector::store::Writer<Deployment>,
+    pub services: reflector::store::Writer<Service>,
+}
+
+/// Watch Pipelines (and the Deployments and Services they own) and reconcile
+/// them until `shutdown` resolves.
+///
+/// A Pipeline is reconciled when its spec (generation) or finalizers change,
+/// not on its own status writes: otherwise each status patch would wake the
+/// watch and reconcile again. Owned objects wake their Pipeline on any change
+/// (a Deployment's ready replicas feed the status).
 pub async fn drive<K: KafkaOps>(
     client: Client,
     namespace: Option<&str>,
     ctx: Arc<Ctx<K>>,
+    writers: Writers,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (pipelines, deployments): (Api<Pipeline>, Api<Deployment>) = match namespace {
+    let (pipelines, deployments, services): (Api<Pipeline>, Api<Deployment>, Api<Service>) = match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client)),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
     };
-    Controller::new(pipelines, watcher::Config::default().any_semantic())
-        .owns(
-            deployments,
-            watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
-        )
+    let owned = || watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let (pipeline_store, pipeline_writer) = reflector::store();
+    let triggers = watcher(pipelines, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(pipeline_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        );
+    let deployments = watcher(deployments, owned())
+        .default_backoff()
+        .reflect(writers.deployments)
+        .touched_objects();
+    let services = watcher(services, owned())
+        .default_backoff()
+        .reflect(writers.services)
+        .touched_objects();
+    Controller::for_stream(triggers, pipeline_store)
+        .owns_stream(deployments)
+        .owns_stream(services)
         .with_config(controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -164,12 +164,19 @@ pub trait KafkaOps: Send + Sync + 'static {
         topic: &str,
         group: &str,
     ) -> impl Future<Output = Result<Offsets, KafkaError>> + Send;
+
+    /// Drop what is kept for a group (its offsets client) once its Pipeline is gone.
+    fn forget(&self, _access: &KafkaAccess, _group: &str) {}
 }
 
-/// The real thing, over rdkafka. Admin clients are cached per cluster.
+/// The real thing, over rdkafka. Admin clients are cached per cluster and
+/// offsets clients per cluster and group: a reconcile reuses their
+/// connections instead of opening new ones (librdkafka threads, TLS and SASL
+/// handshakes) every time.
 pub struct RdKafkaOps {
     timeout: Duration,
     admins: Mutex<HashMap<KafkaAccess, Arc<TopicAdmin>>>,
+    consumers: Mutex<HashMap<(KafkaAccess, String), Arc<BaseConsumer>>>,
 }
 
 impl RdKafkaOps {
@@ -177,7 +184,27 @@ impl RdKafkaOps {
         Self {
             timeout,
             admins: Mutex::new(HashMap::new()),
+            consumers: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn consumer(
+        &self,
+        access: &KafkaAccess,
+        group: &str,
+        cfg: &ClientConfig,
+    ) -> Result<Arc<BaseConsumer>, KafkaError> {
+        let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (access.clone(), group.to_string());
+        if let Some(c) = consumers.get(&key) {
+            return Ok(c.clone());
+        }
+        let consumer: Arc<BaseConsumer> = Arc::new(cfg.create().map_err(|source| KafkaError::Client {
+            brokers: access.bootstrap_servers.clone(),
+            source,
+        })?);
+        consumers.insert(key, consumer.clone());
+        Ok(consumer)
     }
 
     fn admin(&self, access: &KafkaAccess) -> Result<Arc<TopicAdmin>, KafkaError> {
@@ -220,10 +247,16 @@ impl KafkaOps for RdKafkaOps {
         // are retried within the timeout; a refusal or a missing topic is not.
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            let consumer = self.consumer(access, group, &cfg)?;
             let (cfg, brokers, topic) = (cfg.clone(), brokers.clone(), topic.clone());
-            let read = tokio::task::spawn_blocking(move || read_offsets(&cfg, &brokers, &topic, timeout))
-                .await
-                .map_err(|e| KafkaError::Settings(e.to_string()))?;
+            let read =
+                tokio::task::spawn_blocking(move || read_offsets(&consumer, &cfg, &brokers, &topic, timeout))
+                    .await
+                    .map_err(|e| KafkaError::Settings(e.to_string()))?;
+            if matches!(read, Err(KafkaError::Unreachable { .. })) {
+                // Start over with a new client next time, in case this one is wedged.
+                self.forget(access, group);
+            }
             match read {
                 Err(e @ (KafkaError::Unreachable { .. } | KafkaError::TopicError { .. }))
                     if tokio::time::Instant::now() < deadline =>
@@ -235,18 +268,22 @@ impl KafkaOps for RdKafkaOps {
             }
         }
     }
+
+    fn forget(&self, access: &KafkaAccess, group: &str) {
+        self.consumers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(access.clone(), group.to_string()));
+    }
 }
 
 fn read_offsets(
+    consumer: &BaseConsumer,
     cfg: &ClientConfig,
     brokers: &str,
     topic: &str,
     timeout: Duration,
 ) -> Result<Offsets, KafkaError> {
-    let consumer: BaseConsumer = cfg.create().map_err(|source| KafkaError::Client {
-        brokers: brokers.to_string(),
-        source,
-    })?;
     let partitions = kafka::topic_partitions(consumer.client(), cfg, brokers, topic, timeout)?;
     let unreachable = |source| kafka::unreachable(cfg, brokers, timeout, source);
     let mut tpl = TopicPartitionList::new();

@@ -10,6 +10,7 @@
 pub mod builders;
 pub mod cli;
 pub mod controller;
+pub mod drift;
 pub mod generator_plan;
 pub mod kafka_ops;
 pub mod leader;

@@ -14,7 +14,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use shopstream_common::hash::fnv1a64;
 use shopstream_common::topics::TopicChange;
@@ -23,6 +26,7 @@ use shopstream_model::{Pipeline, PipelineStatus};
 use thiserror::Error;
 
 use crate::builders::{self, Component, MANAGER};
+use crate::drift;
 use crate::generator_plan::{self, GeneratorInput};
 use crate::kafka_ops::{KafkaAccess, KafkaOps};
 use crate::metrics::Metrics;
@@ -45,6 +49,8 @@ pub enum Error {
     NoNamespace,
     #[error("secret {secret}: {detail}")]
     Secret { secret: String, detail: String },
+    #[error("secret {secret} does not exist")]
+    SecretMissing { secret: String },
     #[error("Kafka: {0}")]
     Kafka(#[from] shopstream_common::kafka::KafkaError),
 }
@@ -56,18 +62,22 @@ impl Error {
             Error::Kube(_) => "kube_api",
             Error::Finalizer(_) => "finalizer",
             Error::NoNamespace => "no_namespace",
-            Error::Secret { .. } => "secret",
+            Error::Secret { .. } | Error::SecretMissing { .. } => "secret",
             Error::Kafka(_) => "kafka",
         }
     }
 }
 
-/// What the operator remembers per Pipeline between reconciles (rates and
-/// recommendations); lost on restart, which only makes the scaler cautious.
-#[derive(Default)]
+/// What the operator remembers per Pipeline between reconciles (rates,
+/// recommendations, the last decision); lost on restart, which only makes the
+/// scaler cautious.
 pub struct Memory {
     rates: RateEstimator,
     history: History,
+    /// When the scaler last decided, and what: reconciles in between (a
+    /// Deployment's status moved) reuse it, so the scaler steps once per
+    /// scale interval however often the Pipeline is reconciled.
+    last: Option<(Duration, Decision)>,
 }
 
 pub struct Ctx<K: KafkaOps> {
@@ -81,6 +91,10 @@ pub struct Ctx<K: KafkaOps> {
     pub memory: Mutex<HashMap<String, Memory>>,
     /// Monotonic origin for the scaler's clock.
     pub started: Instant,
+    /// The owned Deployments and Services as the controller's watches see them:
+    /// what is already in place is not applied again.
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
 }
 
 pub async fn reconcile<K: KafkaOps>(p: Arc<Pipeline>, ctx: Arc<Ctx<K>>) -> Result<Action, Error> {
@@ -130,7 +144,17 @@ fn now_time() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-async fn patch_status(api: &Api<Pipeline>, name: &str, status: &PipelineStatus) -> Result<(), Error> {
+/// Write the status unless it is what the Pipeline already shows: an
+/// unchanged status costs no write (and wakes no watcher).
+async fn patch_status(
+    api: &Api<Pipeline>,
+    name: &str,
+    previous: Option<&PipelineStatus>,
+    status: &PipelineStatus,
+) -> Result<(), Error> {
+    if previous == Some(status) {
+        return Ok(());
+    }
     let body = json!({
         "apiVersion": Pipeline::api_version(&()),
         "kind": Pipeline::kind(&()),
@@ -147,6 +171,10 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
     let api: Api<Pipeline> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = p.status.as_ref();
     let generation = p.metadata.generation;
+    // Until the owned objects' watches have listed once, everything would look
+    // missing and be applied again.
+    let _ = ctx.deployments.wait_until_ready().await;
+    let _ = ctx.services.wait_until_ready().await;
 
     // 1. Validate.
     let problems = p.spec.problems();
@@ -156,7 +184,7 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
         if condition_reason(previous, "Ready") != Some(("InvalidSpec".into(), message.clone())) {
             publish(&ctx.recorder, &p, EventType::Warning, "InvalidSpec", message).await;
         }
-        patch_status(&api, &name, &status).await?;
+        patch_status(&api, &name, previous, &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -232,7 +260,7 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
         } else {
             Phase::Pending
         });
-        patch_status(&api, &name, &status).await?;
+        patch_status(&api, &name, previous, &status).await?;
         return Ok(Action::requeue(KAFKA_RETRY));
     }
 
@@ -257,7 +285,6 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
     // 5. Server-side apply of the desired Deployments.
     let image = spec.image.clone().unwrap_or_else(|| ctx.default_image.clone());
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let params = PatchParams::apply(MANAGER).force();
     let generator = builders::generator_deployment(
         &p,
         plan.replicas as i32,
@@ -265,21 +292,21 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
         g.profile.as_ref().map(|_| started_at),
     );
     let worker = builders::worker_deployment(&p, worker_replicas, &image);
-    let applied_generator = deployments
-        .patch(
-            &builders::deployment_name(&p, Component::Generator),
-            &params,
-            &Patch::Apply(&generator),
-        )
-        .await?;
-    let applied_worker = deployments
-        .patch(
-            &builders::deployment_name(&p, Component::Worker),
-            &params,
-            &Patch::Apply(&worker),
-        )
-        .await?;
-    let dashboard = apply_dashboard(ctx, &p, &image, &params).await?;
+    let applied_generator = ensure(
+        &deployments,
+        &ctx.deployments,
+        &builders::deployment_name(&p, Component::Generator),
+        &generator,
+    )
+    .await?;
+    let applied_worker = ensure(
+        &deployments,
+        &ctx.deployments,
+        &builders::deployment_name(&p, Component::Worker),
+        &worker,
+    )
+    .await?;
+    let dashboard = apply_dashboard(ctx, &p, &image).await?;
 
     // 6. Status.
     let previous_desired = previous
@@ -322,7 +349,7 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
         },
     };
     let status = status::compute(previous, &seen, &now_time());
-    patch_status(&api, &name, &status).await?;
+    patch_status(&api, &name, previous, &status).await?;
 
     // 7. Events on real transitions.
     if scaled && let Some(before) = previous_desired {
@@ -370,23 +397,20 @@ async fn apply_dashboard<K: KafkaOps>(
     ctx: &Ctx<K>,
     p: &Pipeline,
     image: &str,
-    params: &PatchParams,
 ) -> Result<Option<DashboardStatus>, Error> {
     let ns = p.namespace().ok_or(Error::NoNamespace)?;
     let name = builders::deployment_name(p, Component::Dashboard);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     if p.spec.dashboard.enabled {
-        let applied = deployments
-            .patch(
-                &name,
-                params,
-                &Patch::Apply(&builders::dashboard_deployment(p, image)),
-            )
-            .await?;
-        services
-            .patch(&name, params, &Patch::Apply(&builders::dashboard_service(p)))
-            .await?;
+        let applied = ensure(
+            &deployments,
+            &ctx.deployments,
+            &name,
+            &builders::dashboard_deployment(p, image),
+        )
+        .await?;
+        ensure(&services, &ctx.services, &name, &builders::dashboard_service(p)).await?;
         return Ok(Some(DashboardStatus {
             service: name,
             ready_replicas: rollout(&applied).ready,
@@ -411,24 +435,58 @@ async fn apply_dashboard<K: KafkaOps>(
     Ok(None)
 }
 
+/// Server-side apply `desired` unless the watched copy already holds every
+/// field of it (see [`drift::in_place`]); returns the live object.
+async fn ensure<K>(api: &Api<K>, store: &Store<K>, name: &str, desired: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let key = ObjectRef::new(name).within(desired.meta().namespace.as_deref().unwrap_or_default());
+    if let Some(live) = store.get(&key)
+        && let (Ok(want), Ok(have)) = (serde_json::to_value(desired), serde_json::to_value(&*live))
+        && drift::in_place(&want, &have)
+    {
+        return Ok((*live).clone());
+    }
+    let params = PatchParams::apply(MANAGER).force();
+    Ok(api.patch(name, &params, &Patch::Apply(desired)).await?)
+}
+
 async fn cleanup<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Error> {
     let ns = p.namespace().ok_or(Error::NoNamespace)?;
     if let Some(uid) = p.uid() {
         ctx.memory.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
     }
     ctx.metrics.forget_pipeline(&ns, &p.name_any());
+    let access = kafka_access(&ctx.client, &ns, &p.spec.kafka).await;
+    if let Ok(access) = &access {
+        ctx.kafka.forget(access, &builders::worker_group(&p));
+    }
     if p.spec.kafka.delete_topic_on_delete {
-        let access = kafka_access(&ctx.client, &ns, &p.spec.kafka).await?;
         let topic = p.topic();
-        ctx.kafka.delete_topic(&access, &topic).await?;
-        publish(
-            &ctx.recorder,
-            &p,
-            EventType::Normal,
-            "TopicDeleted",
-            format!("deleted topic {topic}"),
-        )
-        .await;
+        match access {
+            Ok(access) => {
+                ctx.kafka.delete_topic(&access, &topic).await?;
+                publish(
+                    &ctx.recorder,
+                    &p,
+                    EventType::Normal,
+                    "TopicDeleted",
+                    format!("deleted topic {topic}"),
+                )
+                .await;
+            }
+            // Gone for good (typically the namespace is being deleted and took
+            // the Secret first): waiting would block the deletion forever, so
+            // the topic is kept and the deletion finishes.
+            Err(Error::SecretMissing { secret }) => {
+                let note =
+                    format!("kept topic {topic}: its Kafka Secret {secret} is gone, so it cannot be deleted");
+                tracing::warn!(pipeline = %p.name_any(), namespace = %ns, "{note}");
+                publish(&ctx.recorder, &p, EventType::Warning, "TopicKept", note).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
     // The Deployments go with the Pipeline through their owner references.
     Ok(Action::await_change())
@@ -533,7 +591,17 @@ async fn workers_wanted<K: KafkaOps>(
     let now = ctx.started.elapsed();
     let key = p.uid().unwrap_or_else(|| p.name_any());
     let mut memory = ctx.memory.lock().unwrap_or_else(|e| e.into_inner());
-    let m = memory.entry(key).or_default();
+    let m = memory.entry(key).or_insert_with(|| Memory {
+        rates: RateEstimator::default(),
+        history: History::resumed(now, current),
+        last: None,
+    });
+    if let Some((at, decision)) = &m.last
+        && now.saturating_sub(*at) < ctx.scale_interval
+        && decision.desired == current
+    {
+        return (current as i32, Some(decision.clone()), lag);
+    }
     m.rates.observe(
         Reading {
             at: now,
@@ -553,6 +621,7 @@ async fn workers_wanted<K: KafkaOps>(
     let decision = scaler::decide(&observation, &policy, &m.history, now);
     m.history
         .record(now, decision.recommendation, policy.scale_down_stabilization);
+    m.last = Some((now, decision.clone()));
     (decision.desired as i32, Some(decision), lag)
 }
 
@@ -606,9 +675,12 @@ pub async fn kafka_access(client: &Client, ns: &str, k: &KafkaSpec) -> Result<Ka
     let read = |name: String, key: String| {
         let secrets = secrets.clone();
         async move {
-            let secret = secrets.get(&name).await.map_err(|e| Error::Secret {
-                secret: name.clone(),
-                detail: e.to_string(),
+            let secret = secrets.get(&name).await.map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 404 => Error::SecretMissing { secret: name.clone() },
+                e => Error::Secret {
+                    secret: name.clone(),
+                    detail: e.to_string(),
+                },
             })?;
             let bytes = secret
                 .data

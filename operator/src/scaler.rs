@@ -79,6 +79,15 @@ impl History {
         }
     }
 
+    /// The history of a runtime that (re)starts while `current` workers run:
+    /// the stabilization window starts now, so a restarted operator does not
+    /// drop scaled-up workers at once for lack of remembered recommendations.
+    pub fn resumed(now: Duration, current: u32) -> Self {
+        let mut h = Self::default();
+        h.entries.push_back((now, current));
+        h
+    }
+
     fn highest_within(&self, now: Duration, window: Duration) -> Option<u32> {
         self.entries
             .iter()
@@ -428,6 +437,20 @@ mod tests {
         h.record(secs(170), 3, p.scale_down_stabilization);
         let partial = decide(&quiet, &p, &h, secs(200));
         assert_eq!(partial.desired, 3);
+    }
+
+    #[test]
+    fn a_resumed_history_holds_the_running_workers_for_one_window() {
+        let p = policy();
+        let quiet = obs(0, 6, 8, None);
+        // (seconds after the restart, desired): hold inside the window, then down.
+        for (after, desired) in [(0, 6), (30, 6), (60, 6), (61, 1)] {
+            let h = History::resumed(secs(500), 6);
+            let d = decide(&quiet, &p, &h, secs(500 + after));
+            assert_eq!(d.desired, desired, "{after}s after the restart: {}", d.reason);
+        }
+        // Without it, the restart would drop them at once.
+        assert_eq!(decide(&quiet, &p, &History::default(), secs(500)).desired, 1);
     }
 
     /// Run a load through decide() as a runtime would: every 15 s.

@@ -1,0 +1,111 @@
+//! Pause and delete: pausing scales everything to zero and back; deleting
+//! runs the finalizer (the topic goes) and the controller-manager's garbage
+//! collector removes the owned Deployments; a Pipeline whose Kafka Secret is
+//! already gone (its namespace being deleted) still finishes deleting.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[test]
+fn e2e_pause_resume_and_delete() {
+    let ns = Namespace::new("e2e-pause").with_warehouse_secret();
+    let op = Operator::start(&OperatorArgs::scoped(shared_release(), &ns.name));
+    let topic = dns_unique("e2e-pause");
+    let spec = "  generator: {eventsPerSecond: 200, ratePerReplica: 100}\n  workers: {replicas: 2}\n";
+    apply_ok(&ns.name, &pipeline_yaml("shop", &topic, spec));
+    wait_ready(&ns.name, "shop", &op);
+    let both = || {
+        (
+            replicas(&ns.name, "shop-generator"),
+            replicas(&ns.name, "shop-worker"),
+        )
+    };
+    assert_eq!(both(), (Some((2, 2)), Some((2, 2))));
+
+    kubectl_ok(&[
+        "patch",
+        "spl",
+        "shop",
+        "-n",
+        &ns.name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"paused":true}}"#,
+    ]);
+    wait_for(Duration::from_secs(60), "paused at zero", || {
+        let p = get("pipeline", &ns.name, "shop").ok_or("no Pipeline")?;
+        match (both(), p["status"]["phase"].as_str()) {
+            ((Some((0, 0)), Some((0, 0))), Some("Paused")) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert_eq!(topic_partitions(&topic), Some(2), "the topic stays while paused");
+    kubectl_ok(&[
+        "patch",
+        "spl",
+        "shop",
+        "-n",
+        &ns.name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"paused":false}}"#,
+    ]);
+    wait_for(Duration::from_secs(60), "resumed", || match both() {
+        (Some((2, 2)), Some((2, 2))) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    wait_ready(&ns.name, "shop", &op);
+
+    kubectl_ok(&["delete", "spl", "shop", "-n", &ns.name, "--timeout=60s"]);
+    assert_eq!(topic_partitions(&topic), None, "the finalizer deleted the topic");
+    // The garbage collector follows the owner references.
+    wait_for(Duration::from_secs(60), "owned Deployments collected", || {
+        let d = kubectl_json(&["get", "deployments", "-n", &ns.name]);
+        let left = d["items"].as_array().map_or(0, Vec::len);
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} left"))
+        }
+    });
+    op.assert_clean_log();
+}
+
+#[test]
+fn e2e_a_namespace_deletion_that_took_the_kafka_secret_first_still_completes() {
+    let ns = Namespace::new("e2e-nsdel").with_warehouse_secret();
+    let op = Operator::start(&OperatorArgs::scoped(shared_release(), &ns.name));
+    let broker = shopstream_testkit::secured_broker();
+    kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "kafka-user",
+        "-n",
+        &ns.name,
+        &format!("--from-literal=username={}", broker.username),
+        &format!("--from-literal=password={}", broker.password),
+    ]);
+    let topic = dns_unique("e2e-nsdel");
+    let yaml = pipeline_yaml("shop", &topic, "  generator: {eventsPerSecond: 100}\n")
+        .replace(&shopstream_testkit::brokers(), &broker.sasl)
+        .replace(
+            "deleteTopicOnDelete: true}",
+            "deleteTopicOnDelete: true, sasl: {mechanism: SCRAM-SHA-512}, credentialsSecretRef: {name: kafka-user}}",
+        );
+    apply_ok(&ns.name, &yaml);
+    wait_ready(&ns.name, "shop", &op);
+    assert_eq!(topic_partitions(&topic), Some(2));
+
+    kubectl_ok(&["delete", "secret", "kafka-user", "-n", &ns.name]);
+    kubectl_ok(&["delete", "namespace", &ns.name, "--timeout=90s"]);
+    assert!(get("namespace", "default", &ns.name).is_none());
+    assert!(
+        op.log().contains("kept topic"),
+        "the operator said why the topic stays:\n{}",
+        op.log_tail()
+    );
+    // Without credentials the topic cannot go: it stays, nothing hangs.
+    assert_eq!(topic_partitions(&topic), Some(2));
+}
