@@ -16,8 +16,9 @@ STEADY=${2:-120}
 source scripts/lib/bench.sh
 
 bench_setup operator
-# Enough kwok capacity for N * (1 generator + 1 worker) pods.
-NODES=$(( (N * 2 + 99) / 100 + 1 ))
+# Enough kwok capacity for N * (1 generator + 1 worker): their default
+# requests are 500m + 250m CPU, nodes have 8 CPU (and 110 pods).
+NODES=$(( (N * 750 + 7999) / 8000 + 1 ))
 eval "$(scripts/start-cluster.sh --nodes "$NODES")"
 AUDIT="$(dirname "$KUBECONFIG")/logs/audit.log"
 venv="${SHOPSTREAM_VENV:-${CARGO_TARGET_DIR:-target}/venv}"

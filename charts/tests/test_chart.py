@@ -4,8 +4,8 @@
   object validates against the Kubernetes OpenAPI schemas (kubernetes-validate);
 - values.schema.json rejects bad values;
 - every pod meets the restricted Pod Security Standard;
-- the RBAC rules are exactly those in rbac-rules.json, which operator/tests/rbac.rs
-  derives from the API calls the operator makes;
+- the RBAC rules are exactly those in rbac-rules.json (operator/tests/cluster runs
+  the operator with them against the real RBAC authorizer);
 - the chart's CRD is the generated one;
 - the Grafana dashboard ships as a sidecar ConfigMap, is well formed, and only
   reads warehouse tables the migrations create (dashboard/tests/grafana.rs runs

@@ -116,7 +116,9 @@ impl TopicAdmin {
         partitions: i32,
         replication: i32,
     ) -> Result<TopicChange, KafkaError> {
-        match self.partitions(topic)? {
+        // On the blocking pool: an unreachable broker must not stall the runtime
+        // (the operator's lease renewal runs on it).
+        match self.partitions_async(topic).await? {
             None => self.create(topic, partitions, replication).await,
             Some(current) if current == partitions => Ok(TopicChange::Unchanged { partitions }),
             Some(current) if current > partitions => Ok(TopicChange::CannotShrink {

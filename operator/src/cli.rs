@@ -121,6 +121,11 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSTREAM_SCALE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub scale_interval: Duration,
 
+    /// How long deleting a Pipeline retries deleting its topic (deleteTopicOnDelete)
+    /// while the brokers are unreachable, before it keeps the topic and finishes.
+    #[arg(long, env = "SHOPSTREAM_CLEANUP_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub cleanup_timeout: Duration,
+
     /// Timeout of Kafka admin and offset requests.
     #[arg(long, env = "SHOPSTREAM_KAFKA_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub kafka_timeout: Duration,

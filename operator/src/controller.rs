@@ -23,7 +23,7 @@ use thiserror::Error;
 
 use crate::builders::MANAGER;
 use crate::kafka_ops::{KafkaOps, RdKafkaOps};
-use crate::leader::{Claim, LeaseLock};
+use crate::leader::{Claim, LeaseLock, renew_deadline};
 use crate::metrics::Metrics;
 use crate::reconcile::{Ctx, error_policy, reconcile};
 
@@ -44,6 +44,7 @@ pub struct RunSettings {
     pub concurrency: u16,
     pub scale_interval: Duration,
     pub kafka_timeout: Duration,
+    pub cleanup_timeout: Duration,
     /// Lease namespace and name when leader election is on.
     pub leader_election: Option<(String, String)>,
     pub lease_duration: Duration,
@@ -128,6 +129,7 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         started: Instant::now(),
         deployments,
         services,
+        cleanup_timeout: settings.cleanup_timeout,
     });
     tracing::info!(
         namespace = settings.watch_namespace.as_deref().unwrap_or("(all)"),
@@ -251,7 +253,8 @@ async fn acquire(lock: &LeaseLock, stop: &StopFlag, retry: Duration) -> bool {
     }
 }
 
-/// Renew the lease; if it cannot be renewed within its term, stop.
+/// Renew the lease; if it cannot be renewed within the renew deadline
+/// (shorter than the term), stop before a standby may take over.
 async fn keep_lease(lock: Arc<LeaseLock>, stop: StopFlag, lost: Arc<AtomicBool>, term: Duration) {
     let mut last_renewal = Instant::now();
     loop {
@@ -269,7 +272,7 @@ async fn keep_lease(lock: Arc<LeaseLock>, stop: StopFlag, lost: Arc<AtomicBool>,
             }
             Err(e) => {
                 tracing::warn!(error = %e, "renewing the leader lease failed");
-                if last_renewal.elapsed() >= term {
+                if last_renewal.elapsed() >= renew_deadline(term) {
                     lost.store(true, Ordering::SeqCst);
                     stop.set();
                     return;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::TopicPartitionList;
@@ -175,16 +175,50 @@ pub trait KafkaOps: Send + Sync + 'static {
 /// handshakes) every time.
 pub struct RdKafkaOps {
     timeout: Duration,
-    admins: Mutex<HashMap<KafkaAccess, Arc<TopicAdmin>>>,
-    consumers: Mutex<HashMap<(KafkaAccess, String), Arc<BaseConsumer>>>,
+    admins: IdleCache<KafkaAccess, TopicAdmin>,
+    consumers: IdleCache<(KafkaAccess, String), BaseConsumer>,
+}
+
+/// Clients not used for this long are closed (a deleted Pipeline's, or a
+/// cluster no Pipeline names any more).
+const CLIENT_IDLE: Duration = Duration::from_secs(600);
+
+/// Shared clients by key, each closed once unused for [`CLIENT_IDLE`].
+struct IdleCache<K, V> {
+    entries: Mutex<HashMap<K, (Arc<V>, Instant)>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V> IdleCache<K, V> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get_or_try_insert<E>(&self, key: &K, make: impl FnOnce() -> Result<V, E>) -> Result<Arc<V>, E> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|k, (_, used)| k == key || now.duration_since(*used) < CLIENT_IDLE);
+        if let Some((v, used)) = entries.get_mut(key) {
+            *used = now;
+            return Ok(v.clone());
+        }
+        let v = Arc::new(make()?);
+        entries.insert(key.clone(), (v.clone(), now));
+        Ok(v)
+    }
+
+    fn remove(&self, key: &K) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
 }
 
 impl RdKafkaOps {
     pub fn new(timeout: Duration) -> Self {
         Self {
             timeout,
-            admins: Mutex::new(HashMap::new()),
-            consumers: Mutex::new(HashMap::new()),
+            admins: IdleCache::new(),
+            consumers: IdleCache::new(),
         }
     }
 
@@ -194,31 +228,19 @@ impl RdKafkaOps {
         group: &str,
         cfg: &ClientConfig,
     ) -> Result<Arc<BaseConsumer>, KafkaError> {
-        let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (access.clone(), group.to_string());
-        if let Some(c) = consumers.get(&key) {
-            return Ok(c.clone());
-        }
-        let consumer: Arc<BaseConsumer> = Arc::new(cfg.create().map_err(|source| KafkaError::Client {
-            brokers: access.bootstrap_servers.clone(),
-            source,
-        })?);
-        consumers.insert(key, consumer.clone());
-        Ok(consumer)
+        self.consumers
+            .get_or_try_insert(&(access.clone(), group.to_string()), || {
+                cfg.create().map_err(|source| KafkaError::Client {
+                    brokers: access.bootstrap_servers.clone(),
+                    source,
+                })
+            })
     }
 
     fn admin(&self, access: &KafkaAccess) -> Result<Arc<TopicAdmin>, KafkaError> {
-        let mut admins = self.admins.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(a) = admins.get(access) {
-            return Ok(a.clone());
-        }
-        let admin = Arc::new(TopicAdmin::from_config(
-            &access.client_config(),
-            &access.bootstrap_servers,
-            self.timeout,
-        )?);
-        admins.insert(access.clone(), admin.clone());
-        Ok(admin)
+        self.admins.get_or_try_insert(access, || {
+            TopicAdmin::from_config(&access.client_config(), &access.bootstrap_servers, self.timeout)
+        })
     }
 }
 
@@ -270,10 +292,7 @@ impl KafkaOps for RdKafkaOps {
     }
 
     fn forget(&self, access: &KafkaAccess, group: &str) {
-        self.consumers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(access.clone(), group.to_string()));
+        self.consumers.remove(&(access.clone(), group.to_string()));
     }
 }
 

@@ -1,12 +1,20 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so several operator
 //! replicas can run and only one reconciles. Updates use the Lease's
 //! resourceVersion, so two candidates can never both win the same term.
+//!
+//! As in client-go: a candidate judges expiry by its own monotonic clock (the
+//! record must stay unchanged for a whole lease duration since it first saw
+//! it), never by comparing the holder's remote timestamp with a local wall
+//! clock that may be skewed; and the leader stops acting once it could not
+//! renew within [`renew_deadline`], which is shorter than the lease duration,
+//! so it has stopped before anyone may take over.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
@@ -15,6 +23,24 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     duration: Duration,
+    /// The last lease record seen (holder and renew time) and when we first saw it.
+    observed: Mutex<Option<(String, Instant)>>,
+}
+
+/// How long a leader may go without renewing before it must stop acting:
+/// two thirds of the lease duration (client-go: 10 s of 15 s).
+pub fn renew_deadline(lease_duration: Duration) -> Duration {
+    lease_duration * 2 / 3
+}
+
+/// May `me` take a lease held by `holder` whose record has not changed for
+/// `unchanged_for` (by our own clock)?
+pub fn may_take(holder: Option<&str>, me: &str, unchanged_for: Duration, term: Duration) -> bool {
+    match holder {
+        None => true,
+        Some(h) if h == me => true,
+        Some(_) => unchanged_for >= term,
+    }
 }
 
 /// Who holds the lease, as last seen.
@@ -35,6 +61,19 @@ impl LeaseLock {
             name: name.into(),
             identity: identity.into(),
             duration,
+            observed: Mutex::new(None),
+        }
+    }
+
+    /// How long the record `key` has been unchanged, by our clock.
+    fn unchanged_for(&self, key: String) -> Duration {
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        match observed.as_ref() {
+            Some((seen, since)) if *seen == key => since.elapsed(),
+            _ => {
+                *observed = Some((key, Instant::now()));
+                Duration::ZERO
+            }
         }
     }
 
@@ -66,13 +105,10 @@ impl LeaseLock {
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         let ours = holder.as_deref() == Some(self.identity.as_str());
-        let term = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(seconds)));
-        let expired = spec
-            .renew_time
-            .as_ref()
-            .and_then(|t| t.0.checked_add(term).ok())
-            .is_none_or(|until| until < now);
-        if !(ours || holder.is_none() || expired) {
+        let term = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(seconds).max(1) as u64);
+        let key = format!("{holder:?}@{:?}", spec.renew_time.as_ref().map(|t| t.0));
+        let unchanged_for = self.unchanged_for(key);
+        if !may_take(holder.as_deref(), &self.identity, unchanged_for, term) {
             return Ok(Claim::HeldBy(holder.unwrap_or_default()));
         }
         if !ours {
@@ -104,6 +140,41 @@ impl LeaseLock {
             Ok(_) => Ok(()),
             Err(e) if conflict(&e) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_taken_only_when_free_ours_or_unchanged_for_a_term() {
+        let term = Duration::from_secs(15);
+        // (holder, unchanged for, may take)
+        for (holder, unchanged, expected) in [
+            (None, 0, true),
+            (Some("me"), 0, true),
+            (Some("other"), 0, false),
+            (Some("other"), 14, false),
+            (Some("other"), 15, true),
+            (Some("other"), 60, true),
+        ] {
+            assert_eq!(
+                may_take(holder, "me", Duration::from_secs(unchanged), term),
+                expected,
+                "{holder:?} unchanged for {unchanged}s"
+            );
+        }
+    }
+
+    #[test]
+    fn the_leader_gives_up_before_a_standby_may_take_over() {
+        for secs in [3, 6, 15, 60] {
+            let term = Duration::from_secs(secs);
+            assert!(renew_deadline(term) < term);
+            // Renewals every third of a term leave room for one failed attempt.
+            assert!(renew_deadline(term) > term / 3);
         }
     }
 }

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
                 concurrency: args.concurrency,
                 scale_interval: args.scale_interval,
                 kafka_timeout: args.kafka_timeout,
+                cleanup_timeout: args.cleanup_timeout,
                 leader_election: args
                     .leader_election
                     .then_some((args.lease_namespace, args.lease_name)),

@@ -95,6 +95,9 @@ pub struct Ctx<K: KafkaOps> {
     /// what is already in place is not applied again.
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
+    /// How long a deletion keeps retrying to delete the topic before it
+    /// gives up, keeps the topic and lets the Pipeline go.
+    pub cleanup_timeout: Duration,
 }
 
 pub async fn reconcile<K: KafkaOps>(p: Arc<Pipeline>, ctx: Arc<Ctx<K>>) -> Result<Action, Error> {
@@ -254,7 +257,7 @@ async fn apply<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, Er
         let mut status = previous.cloned().unwrap_or_default();
         let fresh = status::compute(previous, &unavailable_view(&p, topic_state.clone()), &now_time());
         status.conditions = fresh.conditions;
-        status.observed_generation = generation;
+        // Nothing of this generation was applied: observedGeneration stays.
         status.phase = Some(if previous.and_then(|s| s.phase) == Some(Phase::Running) {
             Phase::Degraded
         } else {
@@ -464,9 +467,12 @@ async fn cleanup<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, 
     }
     if p.spec.kafka.delete_topic_on_delete {
         let topic = p.topic();
-        match access {
-            Ok(access) => {
-                ctx.kafka.delete_topic(&access, &topic).await?;
+        let deleted = match access {
+            Ok(access) => ctx.kafka.delete_topic(&access, &topic).await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(()) => {
                 publish(
                     &ctx.recorder,
                     &p,
@@ -476,20 +482,37 @@ async fn cleanup<K: KafkaOps>(p: Arc<Pipeline>, ctx: &Ctx<K>) -> Result<Action, 
                 )
                 .await;
             }
-            // Gone for good (typically the namespace is being deleted and took
-            // the Secret first): waiting would block the deletion forever, so
-            // the topic is kept and the deletion finishes.
-            Err(Error::SecretMissing { secret }) => {
-                let note =
-                    format!("kept topic {topic}: its Kafka Secret {secret} is gone, so it cannot be deleted");
+            Err(e) => {
+                let pending = deletion_pending(&p);
+                // A Secret that is gone (typically the namespace is being deleted
+                // and took it first) never comes back; a broker that stays
+                // unreachable is given `cleanup_timeout`. Waiting longer would
+                // block the deletion (and its namespace) forever.
+                let give_up = matches!(e, Error::SecretMissing { .. }) || pending >= ctx.cleanup_timeout;
+                if !give_up {
+                    return Err(e);
+                }
+                let note = format!(
+                    "kept topic {topic}: could not delete it ({}), deleting the Pipeline anyway after {}s",
+                    shopstream_common::error::chain(&e),
+                    pending.as_secs()
+                );
                 tracing::warn!(pipeline = %p.name_any(), namespace = %ns, "{note}");
                 publish(&ctx.recorder, &p, EventType::Warning, "TopicKept", note).await;
             }
-            Err(e) => return Err(e),
         }
     }
     // The Deployments go with the Pipeline through their owner references.
     Ok(Action::await_change())
+}
+
+/// How long ago the Pipeline was marked for deletion (zero if it was not).
+fn deletion_pending(p: &Pipeline) -> Duration {
+    p.metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(t.0)).ok())
+        .unwrap_or_default()
 }
 
 async fn topic_events<K: KafkaOps>(ctx: &Ctx<K>, p: &Pipeline, topic: &str, change: &TopicChange) {
@@ -602,12 +625,22 @@ async fn workers_wanted<K: KafkaOps>(
     {
         return (current as i32, Some(decision.clone()), lag);
     }
+    // Capacity per worker is what the workers that actually run achieve: right
+    // after a scale-up the new ones are not consuming yet.
+    let running = ctx
+        .deployments
+        .get(
+            &ObjectRef::new(&builders::deployment_name(p, Component::Worker))
+                .within(&p.namespace().unwrap_or_default()),
+        )
+        .and_then(|d| d.status.as_ref().and_then(|s| s.ready_replicas))
+        .map_or(current, |ready| (ready.max(0) as u32).min(current));
     m.rates.observe(
         Reading {
             at: now,
             produced: offsets.produced(),
             committed: offsets.committed_total(),
-            replicas: current,
+            replicas: running,
         },
         policy.target_lag_per_replica,
     );

@@ -317,18 +317,18 @@ pub fn invalid(
     now: &Time,
 ) -> PipelineStatus {
     let message = problems.join("; ");
+    let ready = condition(previous, "Ready", false, "InvalidSpec", message, generation, now);
+    // The other conditions describe what is still deployed: keep them (and
+    // their transition times) as they were.
+    let others = previous
+        .into_iter()
+        .flat_map(|s| s.conditions.iter())
+        .filter(|c| c.type_ != "Ready")
+        .cloned();
     PipelineStatus {
         observed_generation: generation,
         phase: Some(Phase::Failed),
-        conditions: vec![condition(
-            previous,
-            "Ready",
-            false,
-            "InvalidSpec",
-            message,
-            generation,
-            now,
-        )],
+        conditions: std::iter::once(ready).chain(others).collect(),
         ..previous.cloned().unwrap_or_default()
     }
 }
@@ -463,5 +463,16 @@ mod tests {
         assert_eq!(c.reason, "InvalidSpec");
         assert_eq!(c.message, "a is wrong; b is wrong");
         assert_eq!(s.observed_generation, Some(7));
+    }
+
+    #[test]
+    fn an_invalid_spec_keeps_the_other_conditions_and_their_times() {
+        let before = compute(None, &seen(2), &time(1));
+        let s = invalid(Some(&before), Some(8), &["bad".into()], &time(50));
+        assert_eq!(cond(&s, "Ready").reason, "InvalidSpec");
+        for type_ in ["TopicReady", "GeneratorReady", "WorkersReady", "Scaling"] {
+            assert_eq!(cond(&s, type_), cond(&before, type_), "{type_}");
+        }
+        assert_eq!(s.conditions.len(), before.conditions.len());
     }
 }
