@@ -64,16 +64,7 @@ fn e2e_the_standby_takes_over_within_the_lease_after_kill_9() {
     // Lease duration 6 s, the standby retries every 1.5 s.
     assert!(took < Duration::from_secs(9), "takeover took {took:?}");
     assert_ne!(new, first);
-    kubectl_ok(&[
-        "patch",
-        "spl",
-        "shop",
-        "-n",
-        &ns.name,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"workers":{"replicas":2}}}"#,
-    ]);
+    patch_pipeline(&ns.name, "shop", r#"{"spec":{"workers":{"replicas":2}}}"#);
     wait_for(
         Duration::from_secs(60),
         "the new leader reconciles",

@@ -126,6 +126,11 @@ pub fn apply_ok(ns: &str, yaml: &str) {
     );
 }
 
+/// `kubectl patch` of a Pipeline with a JSON merge patch, as a user edits it.
+pub fn patch_pipeline(ns: &str, name: &str, merge: &str) {
+    kubectl_ok(&["patch", "spl", name, "-n", ns, "--type=merge", "-p", merge]);
+}
+
 /// Poll `probe` every 250 ms until it gives a value; panics after `timeout`
 /// with `what` and the last thing seen.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {

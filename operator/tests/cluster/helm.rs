@@ -106,14 +106,5 @@ fn e2e_helm_install_upgrade_uninstall_with_a_namespaced_role() {
     kubectl_ok(&["get", "crd", "pipelines.shopstream.dev"]);
     let _ = kubectl(&["delete", "namespace", &ops, "--wait=false"]);
     // Nobody runs the finalizer now: let the namespace go.
-    kubectl_ok(&[
-        "patch",
-        "pipeline",
-        "shop",
-        "-n",
-        &team.name,
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ]);
+    patch_pipeline(&team.name, "shop", r#"{"metadata":{"finalizers":null}}"#);
 }

@@ -23,16 +23,7 @@ fn e2e_pause_resume_and_delete() {
     };
     assert_eq!(both(), (Some((2, 2)), Some((2, 2))));
 
-    kubectl_ok(&[
-        "patch",
-        "spl",
-        "shop",
-        "-n",
-        &ns.name,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"paused":true}}"#,
-    ]);
+    patch_pipeline(&ns.name, "shop", r#"{"spec":{"paused":true}}"#);
     wait_for(Duration::from_secs(60), "paused at zero", || {
         let p = get("pipeline", &ns.name, "shop").ok_or("no Pipeline")?;
         match (both(), p["status"]["phase"].as_str()) {
@@ -41,16 +32,7 @@ fn e2e_pause_resume_and_delete() {
         }
     });
     assert_eq!(topic_partitions(&topic), Some(2), "the topic stays while paused");
-    kubectl_ok(&[
-        "patch",
-        "spl",
-        "shop",
-        "-n",
-        &ns.name,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"paused":false}}"#,
-    ]);
+    patch_pipeline(&ns.name, "shop", r#"{"spec":{"paused":false}}"#);
     wait_for(Duration::from_secs(60), "resumed", || match both() {
         (Some((2, 2)), Some((2, 2))) => Ok(()),
         other => Err(format!("{other:?}")),
