@@ -94,6 +94,32 @@ pub async fn create_topic(name: &str, partitions: i32) {
     });
 }
 
+/// Delete a topic and create it again under the same name (empty, offsets
+/// starting over), as deleting and re-applying a Pipeline does.
+pub async fn recreate_topic(name: &str, partitions: i32) {
+    let admin =
+        TopicAdmin::new(&KafkaArgs::plaintext(brokers()), Duration::from_secs(10)).expect("admin client");
+    admin.delete(name).await.expect("delete topic");
+    wait_until(Duration::from_secs(30), || {
+        admin.partitions(name).ok().flatten().is_none()
+    });
+    // Creation is refused while the broker still finishes the deletion.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match admin.ensure(name, partitions, 1).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("recreating {name}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("recreating {name}: {e}"),
+        }
+    }
+    wait_until(Duration::from_secs(10), || {
+        admin.partitions(name).ok().flatten() == Some(partitions)
+    });
+}
+
 /// Grow a topic on the test broker (the operator's code path: CreatePartitions).
 pub async fn grow_topic(name: &str, partitions: i32) {
     let admin =
@@ -103,6 +129,29 @@ pub async fn grow_topic(name: &str, partitions: i32) {
         matches!(change, shopstream_common::topics::TopicChange::Grown { to, .. } if to == partitions),
         "growing {name}: {change:?}"
     );
+}
+
+/// The offsets `group` has committed for `topic`'s partitions 0..n (`None`:
+/// nothing committed), as lag tools and the operator's scaler read them.
+pub fn group_offsets(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One consumed record.
@@ -303,12 +352,21 @@ pub fn produce_raw(topic: &str, partition: i32, records: &[(&[u8], Option<&[u8]>
 /// A plain HTTP/1.1 GET to `addr` (host:port); the raw response (status
 /// line, headers, body), or `None` when the server cannot be reached.
 pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    http_get_within(addr, path, Duration::from_secs(30))
+}
+
+/// [`http_get`] that gives up (`None`) when the whole answer takes longer
+/// than `timeout`, like `curl -m`.
+pub fn http_get_within(addr: &str, path: &str, timeout: Duration) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout).ok()?;
+    let deadline = Instant::now() + timeout;
+    s.set_read_timeout(Some(timeout)).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
-    Some(out)
+    (Instant::now() <= deadline).then_some(out)
 }
 
 /// A TCP proxy to a real server that a test can cut and restore, or make

@@ -29,7 +29,7 @@ use shopstream_common::error::chain;
 use shopstream_common::kafka::{self, KafkaArgs, KafkaError};
 
 use crate::db::Db;
-use crate::load::{Stream, stored_positions};
+use crate::load::{Stream, reset_position, stored_positions};
 use crate::metrics::Metrics;
 
 /// Where a held partition resumes.
@@ -44,6 +44,9 @@ pub struct Position {
     /// under another lease of the partition must not be loaded.
     pub lease: u64,
 }
+
+/// How long reading a partition's watermarks may take at assignment.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the worker takes part in the consumer group (`--group-protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -63,7 +66,11 @@ pub enum GroupProtocol {
 /// inside `poll`, on the loop's own thread).
 pub struct Shared {
     pub stream: Stream,
-    pub db: Mutex<Option<Db>>,
+    /// Held by the loading thread for a whole batch: health checks and the
+    /// consumer thread read `connected` instead, never this lock.
+    db: Mutex<Option<Db>>,
+    /// Whether `db` holds a connection; kept in step by [`Shared::set_db`].
+    connected: AtomicBool,
     pub partitions: Mutex<BTreeMap<i32, Position>>,
     /// Bumped on every assignment or revocation; new leases are drawn from it.
     pub epoch: AtomicU64,
@@ -71,6 +78,8 @@ pub struct Shared {
     pub migrated: AtomicBool,
     /// Latest high watermark per partition, from librdkafka statistics.
     pub high_watermarks: Mutex<HashMap<i32, i64>>,
+    /// Offsets the Kafka group acknowledged, per partition (from the commit callback).
+    pub acked: Mutex<HashMap<i32, i64>>,
     pub metrics: Metrics,
 }
 
@@ -83,17 +92,38 @@ impl Shared {
         Self {
             stream,
             db: Mutex::new(None),
+            connected: AtomicBool::new(false),
             partitions: Mutex::new(BTreeMap::new()),
             epoch: AtomicU64::new(0),
             joined: AtomicBool::new(false),
             migrated: AtomicBool::new(false),
             high_watermarks: Mutex::new(HashMap::new()),
+            acked: Mutex::new(HashMap::new()),
             metrics,
         }
     }
 
     pub fn db(&self) -> MutexGuard<'_, Option<Db>> {
         lock(&self.db)
+    }
+
+    /// Install or drop the connection under a guard already held.
+    pub fn set_db(&self, guard: &mut MutexGuard<'_, Option<Db>>, db: Option<Db>) {
+        self.connected.store(db.is_some(), Ordering::SeqCst);
+        **guard = db;
+    }
+
+    /// Take the connection out (to drop it on a plain thread).
+    pub fn take_db(&self) -> Option<Db> {
+        let mut guard = self.db();
+        let db = guard.take();
+        self.connected.store(false, Ordering::SeqCst);
+        db
+    }
+
+    /// Lock-free: whether a warehouse connection is installed.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
     }
 
     pub fn partitions(&self) -> MutexGuard<'_, BTreeMap<i32, Position>> {
@@ -109,7 +139,9 @@ impl Shared {
         if !self.migrated.load(Ordering::SeqCst) {
             return Err("warehouse migrations not applied yet".into());
         }
-        if self.db().is_none() {
+        // Never the warehouse lock: a batch can hold it for as long as a
+        // lock wait lasts, and probes must answer at once.
+        if !self.connected() {
             return Err("warehouse unreachable".into());
         }
         if !self.joined.load(Ordering::SeqCst) {
@@ -124,6 +156,51 @@ impl Shared {
             pos.synced = false;
         }
     }
+}
+
+/// Where a partition must restart when its stored offset does not fit the
+/// topic: beyond the end means the topic was deleted and created again under
+/// the same name (its offsets start over), so loading resumes at the new
+/// topic's start; `None` when the stored offset is a position in this topic.
+pub fn restart_at(stored: i64, low: i64, high: i64) -> Option<i64> {
+    (stored > high).then_some(low)
+}
+
+/// Stored offsets of `partitions`, each checked against the topic's
+/// watermarks and reset in the warehouse when the topic was recreated.
+pub fn checked_positions(
+    consumer: &BaseConsumer<WorkerContext>,
+    db: &mut Db,
+    shared: &Shared,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, postgres::Error> {
+    let mut stored = stored_positions(db, &shared.stream, partitions)?;
+    let topic = &shared.stream.topic;
+    for (p, next) in stored.iter_mut() {
+        if *next == 0 {
+            continue;
+        }
+        let (low, high) = match consumer.fetch_watermarks(topic, *p, WATERMARK_TIMEOUT) {
+            Ok(w) => w,
+            Err(e) => {
+                // Unknown: keep the stored offset; the next assignment checks again.
+                tracing::debug!(partition = p, error = %e, "cannot read watermarks");
+                continue;
+            }
+        };
+        let Some(restart) = restart_at(*next, low, high) else {
+            continue;
+        };
+        tracing::error!(
+            topic = %topic, partition = p, stored = *next, high_watermark = high, restart_at = restart,
+            "stored offset is beyond the end of the topic: it was deleted and created again; loading the new topic from its start"
+        );
+        if reset_position(db, &shared.stream, *p, *next, restart)? {
+            shared.metrics.offsets_reset.inc();
+            *next = restart;
+        }
+    }
+    Ok(stored)
 }
 
 /// The partitions of a batch no longer held under the lease they were polled
@@ -177,10 +254,22 @@ impl ConsumerContext for WorkerContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        // Kafka offsets only feed lag tools; the warehouse holds the truth.
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "committing offsets to the Kafka group failed");
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        // Kafka offsets only feed lag tools and the scaler; the warehouse holds
+        // the truth. A failed commit is sent again by the periodic re-commit.
+        match result {
+            Ok(()) => {
+                let mut acked = lock(&self.shared.acked);
+                for e in offsets.elements_for_topic(&self.shared.stream.topic) {
+                    if let Offset::Offset(o) = e.offset() {
+                        acked.insert(e.partition(), o);
+                    }
+                }
+            }
+            Err(e) => {
+                self.shared.metrics.kafka_commit_failures.inc();
+                tracing::debug!(error = %e, "committing offsets to the Kafka group failed; retrying");
+            }
         }
     }
 }
@@ -201,7 +290,7 @@ impl WorkerContext {
             .map(|e| e.partition())
             .collect();
         let stored = match shared.db().as_mut() {
-            Some(db) => stored_positions(db, &shared.stream, &ids).map_err(|e| {
+            Some(db) => checked_positions(consumer, db, shared, &ids).map_err(|e| {
                 shared.metrics.db_errors.inc();
                 chain(&e)
             }),
@@ -360,6 +449,26 @@ pub fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_offset_beyond_the_end_restarts_at_the_new_topics_start() {
+        // (stored, low, high, restart)
+        let cases = [
+            (0, 0, 0, None),          // new partition
+            (500, 0, 500, None),      // caught up
+            (400, 0, 500, None),      // behind
+            (1000, 0, 500, Some(0)),  // topic recreated with fewer records
+            (1000, 20, 30, Some(20)), // recreated, and retention already trimmed it
+            (10, 20, 30, None),       // behind retention: Kafka's own reset applies
+        ];
+        for (stored, low, high, restart) in cases {
+            assert_eq!(
+                restart_at(stored, low, high),
+                restart,
+                "{stored} in [{low}, {high}]"
+            );
+        }
+    }
 
     #[test]
     fn a_batch_loses_exactly_the_partitions_whose_lease_changed() {

@@ -22,6 +22,7 @@ pub struct Statements {
     pub ensure_offsets: Statement,
     pub select_offsets: Statement,
     pub advance_offsets: Statement,
+    pub reset_offset: Statement,
     pub copy_sales: String,
     pub copy_activity: String,
 }
@@ -152,6 +153,13 @@ impl Db {
                 t("ingest_offsets")
             ))
             .map_err(err)?;
+        let reset_offset = client
+            .prepare(&format!(
+                "UPDATE {} SET next_offset = $5, owner = $6, updated_at = now()
+                 WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3 AND next_offset = $4",
+                t("ingest_offsets")
+            ))
+            .map_err(err)?;
         let stmts = Statements {
             upsert_customers,
             select_customers,
@@ -162,6 +170,7 @@ impl Db {
             ensure_offsets,
             select_offsets,
             advance_offsets,
+            reset_offset,
             copy_sales: format!("COPY pg_temp.stage_sales ({SALES_COLUMNS}) FROM STDIN (FORMAT binary)"),
             copy_activity: format!(
                 "COPY pg_temp.stage_activity ({ACTIVITY_COLUMNS}) FROM STDIN (FORMAT binary)"

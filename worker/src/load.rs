@@ -46,6 +46,19 @@ pub struct Loaded {
     pub committed_at: DateTime<Utc>,
 }
 
+impl Loaded {
+    /// Add the figures of a later part of the same batch.
+    pub fn absorb(&mut self, later: Loaded) {
+        self.sales_rows += later.sales_rows;
+        self.activity_rows += later.activity_rows;
+        self.duplicates += later.duplicates;
+        self.dead_letters += later.dead_letters;
+        self.upserted_customers += later.upserted_customers;
+        self.upserted_products += later.upserted_products;
+        self.committed_at = later.committed_at;
+    }
+}
+
 /// Load `batch`. `expected` holds each partition's stored next offset as this
 /// worker knows it; the batch commits only if the warehouse still agrees.
 pub fn load_batch(
@@ -240,4 +253,27 @@ pub fn stored_positions(
     )?;
     tx.commit()?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Move a partition's stored offset from `from` to `to` (the topic was
+/// recreated under the same name); false if another worker moved it first.
+pub fn reset_position(
+    db: &mut Db,
+    stream: &Stream,
+    partition: i32,
+    from: i64,
+    to: i64,
+) -> Result<bool, postgres::Error> {
+    let n = db.client.execute(
+        &db.stmts.reset_offset,
+        &[
+            &stream.group,
+            &stream.topic,
+            &partition,
+            &from,
+            &to,
+            &stream.owner,
+        ],
+    )?;
+    Ok(n == 1)
 }

@@ -14,7 +14,8 @@ use shopstream_common::error::chain;
 use crate::consumer::{self, Shared};
 use crate::db::Db;
 use crate::dims::DimCache;
-use crate::load::{LoadError, load_batch};
+use crate::isolate::load_isolating;
+use crate::load::LoadError;
 use crate::transform::{Batch, OffsetRange, OwnedRecord};
 
 /// One micro-batch as polled: the records, the batch made of them, the
@@ -99,7 +100,7 @@ fn run(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>, mut cache: 
         }
     }
     // The sync client must be dropped on a plain thread, not the async runtime.
-    drop(shared.db().take());
+    drop(shared.take_db());
 }
 
 fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
@@ -125,7 +126,15 @@ fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
                 return Done::Skipped;
             }
         }
-        load_batch(conn, cache, &shared.stream, &polled.batch, &polled.expected)
+        load_isolating(
+            conn,
+            cache,
+            &shared.stream,
+            &polled.records,
+            &polled.batch,
+            &polled.expected,
+            &shared.metrics,
+        )
     };
     let m = &shared.metrics;
     match result {
@@ -173,7 +182,7 @@ fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
             let mut db = shared.db();
             let connection_lost = db.as_ref().is_none_or(Db::is_closed);
             if connection_lost {
-                *db = None;
+                shared.set_db(&mut db, None);
             }
             Done::Failed {
                 error: chain(&e),

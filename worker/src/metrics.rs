@@ -24,6 +24,10 @@ pub struct Metrics {
     pub fenced: IntCounter,
     pub db_errors: IntCounter,
     pub db_reconnects: IntCounter,
+    pub kafka_commit_failures: IntCounter,
+    pub offsets_reset: IntCounter,
+    pub isolations: IntCounter,
+    pub waits_paused: IntCounter,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -110,6 +114,22 @@ impl Metrics {
             ),
             db_errors: counter("shopstream_worker_db_errors_total", "Failed warehouse operations"),
             db_reconnects: counter("shopstream_worker_db_reconnects_total", "Warehouse reconnections"),
+            kafka_commit_failures: counter(
+                "shopstream_worker_kafka_commit_failures_total",
+                "Offset commits to the Kafka group that failed (sent again)",
+            ),
+            offsets_reset: counter(
+                "shopstream_worker_offsets_reset_total",
+                "Partitions whose stored offset was beyond the topic's end (topic recreated) and restarted from its start",
+            ),
+            isolations: counter(
+                "shopstream_worker_batch_isolations_total",
+                "Batches the warehouse rejected, split to find and dead-letter the offending records",
+            ),
+            waits_paused: counter(
+                "shopstream_worker_paused_waits_total",
+                "Times the consumer paused its partitions and kept polling while the warehouse was busy",
+            ),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.records_consumed.clone()),
@@ -127,6 +147,10 @@ impl Metrics {
             Box::new(m.fenced.clone()),
             Box::new(m.db_errors.clone()),
             Box::new(m.db_reconnects.clone()),
+            Box::new(m.kafka_commit_failures.clone()),
+            Box::new(m.offsets_reset.clone()),
+            Box::new(m.isolations.clone()),
+            Box::new(m.waits_paused.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rollups",
         sql: include_str!("../migrations/0003_rollups.sql"),
     },
+    Migration {
+        version: 4,
+        name: "unbounded_rollup_sums",
+        sql: include_str!("../migrations/0004_unbounded_rollup_sums.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).

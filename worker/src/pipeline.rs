@@ -5,11 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use shopstream_common::error::chain;
 use shopstream_common::shutdown::StopFlag;
@@ -17,7 +20,6 @@ use shopstream_common::shutdown::StopFlag;
 use crate::consumer::{self, Shared, WorkerContext};
 use crate::db::{Db, DbSettings};
 use crate::dims::DimCache;
-use crate::load::stored_positions;
 use crate::loader::{self, Done, Job, Loader, Polled};
 use crate::transform::{Batch, OffsetRange, OwnedRecord};
 
@@ -25,6 +27,10 @@ use crate::transform::{Batch, OffsetRange, OwnedRecord};
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one poll blocks while the loading thread is still busy.
+/// Every held position is committed to the group again this often.
+const RECOMMIT_INTERVAL: Duration = Duration::from_secs(10);
+const BUSY_POLL: Duration = Duration::from_millis(50);
 /// Log at most one consumer error per this interval (a down broker repeats).
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -81,6 +87,14 @@ impl Retry {
     }
 }
 
+/// What became of a batch handed to the loading thread.
+enum Handed {
+    Sent,
+    /// Every partition in it was revoked while it waited.
+    Nothing,
+    LoaderGone,
+}
+
 /// Consumer-thread state between batches.
 struct State {
     retry: Retry,
@@ -91,6 +105,7 @@ struct State {
     generation: u64,
     in_flight: usize,
     last_lag: Instant,
+    last_recommit: Instant,
     last_error_log: Option<Instant>,
 }
 
@@ -135,6 +150,7 @@ impl Pipeline {
                 generation: 0,
                 in_flight: 0,
                 last_lag: Instant::now(),
+                last_recommit: Instant::now(),
                 last_error_log: None,
             },
         };
@@ -164,19 +180,17 @@ impl ConsumerLoop {
                 self.resync();
             }
             let polled = self.accumulate();
-            if !polled.batch.is_empty() {
-                let job = Job {
-                    polled,
-                    generation: self.state.generation,
-                };
-                self.state.in_flight += 1;
-                if self.loader.jobs.send(job).is_err() {
-                    tracing::error!("the loading thread stopped unexpectedly");
-                    break;
-                }
+            if !polled.batch.is_empty() && matches!(self.hand_over(polled), Handed::LoaderGone) {
+                tracing::error!("the loading thread stopped unexpectedly");
+                break;
             }
             if self.state.last_lag.elapsed() >= LAG_INTERVAL {
                 self.update_lag();
+                let all = self.state.last_recommit.elapsed() >= RECOMMIT_INTERVAL;
+                recommit(&self.shared, &self.consumer, all);
+                if all {
+                    self.state.last_recommit = Instant::now();
+                }
                 self.state.last_lag = Instant::now();
             }
         }
@@ -202,7 +216,7 @@ impl ConsumerLoop {
     }
 
     fn needs_repair(&self) -> bool {
-        self.shared.db().is_none() || self.shared.partitions().values().any(|p| !p.synced)
+        !self.shared.connected() || self.shared.partitions().values().any(|p| !p.synced)
     }
 
     /// Handle finished batches; with `wait`, until none is in flight.
@@ -260,7 +274,7 @@ impl ConsumerLoop {
     }
 
     fn ensure_connected(&mut self) {
-        if self.shared.db().is_some() || !self.state.retry.due() {
+        if self.shared.connected() || !self.state.retry.due() {
             return;
         }
         match self
@@ -271,7 +285,7 @@ impl ConsumerLoop {
             Ok(db) => {
                 tracing::info!(database = %self.db_settings.target(), "warehouse connection restored");
                 self.shared.metrics.db_reconnects.inc();
-                *self.shared.db() = Some(db);
+                self.shared.set_db(&mut self.shared.db(), Some(db));
                 // Positions may have moved while we were away: re-read them.
                 self.restart_from_stored();
             }
@@ -300,12 +314,12 @@ impl ConsumerLoop {
         let stored = {
             let mut db = self.shared.db();
             let Some(conn) = db.as_mut() else { return };
-            match stored_positions(conn, &self.shared.stream, &unsynced) {
+            match consumer::checked_positions(&self.consumer, conn, &self.shared, &unsynced) {
                 Ok(s) => s,
                 Err(e) => {
                     self.shared.metrics.db_errors.inc();
                     if conn.is_closed() {
-                        *db = None;
+                        self.shared.set_db(&mut db, None);
                     }
                     drop(db);
                     let wait = self.state.retry.failed();
@@ -411,26 +425,9 @@ impl ConsumerLoop {
                     }
                 }
                 Some(Ok(m)) => {
-                    let p = m.partition();
-                    // Unsynced or foreign partition, or a record from before the
-                    // position (a stale prefetch after a seek): not ours to load.
-                    let Some(cursor) = self.state.cursor.get_mut(&p) else {
-                        continue;
-                    };
-                    if m.offset() < cursor.next {
-                        continue;
+                    if Self::take(&mut self.state.cursor, &m, &mut polled) {
+                        deadline.get_or_insert_with(|| Instant::now() + self.limits.max_wait);
                     }
-                    polled.expected.entry(p).or_insert(cursor.next);
-                    polled.leases.entry(p).or_insert(cursor.lease);
-                    cursor.next = m.offset() + 1;
-                    polled.records.push(OwnedRecord {
-                        partition: p,
-                        offset: m.offset(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        timestamp_ms: m.timestamp().to_millis(),
-                    });
-                    deadline.get_or_insert_with(|| Instant::now() + self.limits.max_wait);
                 }
             }
             if self.stop.is_set() {
@@ -443,6 +440,105 @@ impl ConsumerLoop {
             .records_consumed
             .inc_by(polled.batch.records as u64);
         polled
+    }
+
+    /// Add a polled record to the batch if it is the next one of a held,
+    /// positioned partition; otherwise (unsynced, foreign, or a stale
+    /// prefetch from before a seek) it is not ours to load.
+    fn take(cursors: &mut HashMap<i32, Cursor>, m: &BorrowedMessage<'_>, polled: &mut Polled) -> bool {
+        let p = m.partition();
+        let Some(cursor) = cursors.get_mut(&p) else {
+            return false;
+        };
+        if m.offset() < cursor.next {
+            return false;
+        }
+        polled.expected.entry(p).or_insert(cursor.next);
+        polled.leases.entry(p).or_insert(cursor.lease);
+        cursor.next = m.offset() + 1;
+        polled.records.push(OwnedRecord {
+            partition: p,
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+        });
+        true
+    }
+
+    /// Hand a batch to the loading thread. While it is still writing the
+    /// previous one (a lock wait, a slow disk), pause the partitions and keep
+    /// polling: the member stays in the group (no eviction past
+    /// `max.poll.interval.ms`, no rebalance storm) and rebalances are served.
+    /// A record that was already fetched joins the waiting batch.
+    fn hand_over(&mut self, mut polled: Polled) -> Handed {
+        let mut paused = false;
+        let mut grown = false;
+        let handed = loop {
+            if grown {
+                polled.batch = Batch::from_records(&polled.records);
+                grown = false;
+            }
+            if polled.batch.is_empty() {
+                break Handed::Nothing; // its partitions were all revoked meanwhile
+            }
+            let job = Job {
+                polled,
+                generation: self.state.generation,
+            };
+            match self.loader.jobs.try_send(job) {
+                Ok(()) => break Handed::Sent,
+                Err(TrySendError::Disconnected(_)) => break Handed::LoaderGone,
+                Err(TrySendError::Full(job)) => polled = job.polled,
+            }
+            if !paused {
+                self.set_paused(true);
+                self.shared.metrics.waits_paused.inc();
+                paused = true;
+            }
+            let message = self.consumer.poll(BUSY_POLL);
+            if self.shared.epoch() != self.state.cursor_epoch {
+                let lost = consumer::lost_partitions(&self.shared.partitions(), &polled.leases);
+                if !lost.is_empty() {
+                    polled.without(&lost);
+                }
+                Self::refresh_cursor(&self.shared, &mut self.state);
+                // Partitions assigned meanwhile start unpaused; pause them too.
+                self.set_paused(true);
+            }
+            if let Some(Ok(m)) = message
+                && Self::take(&mut self.state.cursor, &m, &mut polled)
+            {
+                self.shared.metrics.records_consumed.inc();
+                grown = true;
+            }
+        };
+        if paused {
+            self.set_paused(false);
+        }
+        if matches!(handed, Handed::Sent) {
+            self.state.in_flight += 1;
+        }
+        handed
+    }
+
+    /// Pause or resume every partition currently assigned.
+    fn set_paused(&self, pause: bool) {
+        let assignment = match self.consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the assignment");
+                return;
+            }
+        };
+        let result = if pause {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, pause, "pausing or resuming partitions failed");
+        }
     }
 
     fn update_lag(&self) {
@@ -470,7 +566,9 @@ impl ConsumerLoop {
 
 /// After a batch committed in the warehouse: advance the held positions and
 /// commit the same offsets to the Kafka group (for lag tools and the
-/// operator's scaler; the warehouse stays the source of truth).
+/// operator's scaler; the warehouse stays the source of truth). Only
+/// partitions still held under the batch's lease: a worker that lost one
+/// must not move the group's offset back under its new owner.
 fn commit_to_kafka(
     shared: &Shared,
     consumer: &BaseConsumer<WorkerContext>,
@@ -485,11 +583,36 @@ fn commit_to_kafka(
                 && leases.get(p) == Some(&pos.lease)
             {
                 pos.next = pos.next.max(range.next());
+                let _ = tpl.add_partition_offset(&shared.stream.topic, *p, Offset::Offset(pos.next));
             }
-            let _ = tpl.add_partition_offset(&shared.stream.topic, *p, Offset::Offset(range.next()));
         }
     }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::debug!(error = %e, "committing offsets to Kafka failed");
+    commit_async(shared, consumer, &tpl);
+}
+
+/// Commit the positions of held partitions that the group has not
+/// acknowledged (a failed commit, a partition just taken over), and all of
+/// them every [`RECOMMIT_INTERVAL`] in case a former owner's late commit
+/// landed after ours.
+fn recommit(shared: &Shared, consumer: &BaseConsumer<WorkerContext>, all: bool) {
+    let mut tpl = TopicPartitionList::new();
+    {
+        let acked = shared.acked.lock().map(|a| a.clone()).unwrap_or_default();
+        for (p, pos) in shared.partitions().iter() {
+            if pos.synced && (all || acked.get(p) != Some(&pos.next)) {
+                let _ = tpl.add_partition_offset(&shared.stream.topic, *p, Offset::Offset(pos.next));
+            }
+        }
+    }
+    commit_async(shared, consumer, &tpl);
+}
+
+fn commit_async(shared: &Shared, consumer: &BaseConsumer<WorkerContext>, tpl: &TopicPartitionList) {
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(tpl, CommitMode::Async) {
+        shared.metrics.kafka_commit_failures.inc();
+        tracing::debug!(error = %e, "committing offsets to Kafka failed; retrying");
     }
 }

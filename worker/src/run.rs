@@ -128,7 +128,7 @@ fn start_and_load(
 ) -> Result<(), WorkerError> {
     let result = load(cli, instance, group, db_settings, &shared, stop);
     // The sync client must be dropped on this thread, not on the async runtime.
-    drop(shared.db().take());
+    drop(shared.take_db());
     result
 }
 
@@ -143,7 +143,7 @@ fn load(
     let Some(db) = connect_and_migrate(&db_settings, cli, shared, &stop)? else {
         return Ok(()); // stopped while waiting for the warehouse
     };
-    *shared.db() = Some(db);
+    shared.set_db(&mut shared.db(), Some(db));
     let consumer = consumer::create(
         &ConsumerSettings {
             kafka: &cli.kafka,

@@ -142,6 +142,26 @@ pub struct DeadLetter {
     pub kafka_timestamp: Option<DateTime<Utc>>,
 }
 
+impl DeadLetter {
+    pub fn new(rec: RawRecord<'_>, kind: ErrorKind, error: &str) -> Self {
+        Self {
+            partition: rec.partition,
+            offset: rec.offset,
+            key: rec.key.map(<[u8]>::to_vec),
+            payload: rec.payload.map(<[u8]>::to_vec),
+            kind,
+            error: printable(error),
+            kafka_timestamp: rec.timestamp_ms.and_then(DateTime::from_timestamp_millis),
+        }
+    }
+}
+
+/// Error texts can echo the payload, and PostgreSQL text cannot hold NUL:
+/// write it as the JSON escape it was on the wire.
+fn printable(error: &str) -> String {
+    error.replace('\0', "\\u0000")
+}
+
 /// First and last offset of a partition's records in the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetRange {
@@ -174,6 +194,23 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.records == 0
+    }
+
+    /// A batch of one record, stored as the given dead letter.
+    pub fn rejected(dead: DeadLetter, partition: i32, offset: i64) -> Self {
+        let mut batch = Self {
+            records: 1,
+            ..Self::default()
+        };
+        batch.offsets.insert(
+            partition,
+            OffsetRange {
+                first: offset,
+                last: offset,
+            },
+        );
+        batch.dead_letters.push(dead);
+        batch
     }
 
     pub fn from_records<'a>(records: impl IntoIterator<Item = &'a OwnedRecord>) -> Self {
@@ -212,15 +249,7 @@ impl Batch {
     }
 
     fn dead(&mut self, rec: RawRecord<'_>, kind: ErrorKind, error: String) {
-        self.dead_letters.push(DeadLetter {
-            partition: rec.partition,
-            offset: rec.offset,
-            key: rec.key.map(<[u8]>::to_vec),
-            payload: rec.payload.map(<[u8]>::to_vec),
-            kind,
-            error,
-            kafka_timestamp: rec.timestamp_ms.and_then(DateTime::from_timestamp_millis),
-        });
+        self.dead_letters.push(DeadLetter::new(rec, kind, &error));
     }
 
     fn add_event(&mut self, e: &Event<'_>, rec: RawRecord<'_>) {
@@ -479,6 +508,12 @@ mod tests {
                 ErrorKind::UnsupportedSchemaVersion,
                 "schema_version 7",
             ),
+            (
+                // The error echoes the value; PostgreSQL text cannot hold NUL.
+                Some(br#"{"schema_version":1,"event_type":"\u0000x"}"#),
+                ErrorKind::UnknownEventType,
+                "`\\u0000x`",
+            ),
         ];
         let mut b = Batch::default();
         for (i, (payload, ..)) in cases.iter().enumerate() {
@@ -495,16 +530,17 @@ mod tests {
             "2026-11-30T10:00:00Z",
             json!({"product": product("1.00")}),
         );
-        b.add(rec(2, 14, &ok));
+        b.add(rec(2, 15, &ok));
         assert_eq!(b.dead_letters.len(), cases.len());
         for (d, (payload, kind, needle)) in b.dead_letters.iter().zip(&cases) {
             assert_eq!(d.kind, *kind);
             assert!(d.error.contains(needle), "{}", d.error);
+            assert!(!d.error.contains('\0'), "{:?}", d.error);
             assert_eq!(d.payload.as_deref(), *payload, "raw bytes are kept");
         }
         assert_eq!(b.activity.len(), 1, "valid events after bad ones still load");
-        assert_eq!(b.offsets[&2], OffsetRange { first: 10, last: 14 });
-        assert_eq!(b.offsets[&2].next(), 15);
-        assert_eq!(b.records, 5);
+        assert_eq!(b.offsets[&2], OffsetRange { first: 10, last: 15 });
+        assert_eq!(b.offsets[&2].next(), 16);
+        assert_eq!(b.records, 6);
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use shopstream_generator::summary::Summary;
 use shopstream_testkit::{
-    ChildGuard, TestSchema, brokers, create_topic, database_url, pg, produce_raw, unique, wait_until,
+    ChildGuard, TestSchema, brokers, create_topic, database_url, group_offsets, http_get, http_get_within,
+    pg, produce_raw, recreate_topic, unique, wait_until,
 };
 
 const LOAD_TIMEOUT: Duration = Duration::from_secs(180);
@@ -454,6 +455,36 @@ async fn workers_join_and_leave_during_the_load(protocol: &str) {
         owners, 1,
         "after the others left, the first worker holds every partition"
     );
+    // The group's offsets (what the scaler reads as lag) end where the
+    // warehouse's do: no stale commit from a worker that left moved one back.
+    let sql = format!(
+        "SELECT next_offset FROM \"{}\".ingest_offsets WHERE topic = $1 ORDER BY kafka_partition",
+        sc.schema.name
+    );
+    let topic = sc.topic.clone();
+    let stored: Vec<Option<i64>> = blocking(move || {
+        pg().query(&sql, &[&topic])
+            .unwrap()
+            .iter()
+            .map(|r| Some(r.get(0)))
+            .collect()
+    })
+    .await;
+    let (group, topic) = (format!("shopstream-{}", sc.schema.name), sc.topic.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut last = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            last = group_offsets(&group, &topic, 6);
+            if last == stored {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("group offsets {last:?} != warehouse offsets {stored:?}");
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -638,5 +669,231 @@ async fn every_invalid_kind_becomes_one_dead_letter_and_the_partition_keeps_movi
         sc.totals().await.activity,
         2,
         "the valid events before and after were loaded"
+    );
+}
+
+fn valid_purchase(id: u32, quantity: i64, unit_price: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schema_version": 1, "event_id": uuid::Uuid::new_v4(), "event_type": "purchase",
+        "event_time": "2026-11-30T10:05:00Z", "session_id": uuid::Uuid::new_v4(),
+        "customer": {"customer_id": format!("C{id}"), "name": "Ann Lee", "email": "ann@example.com",
+                     "city": "Lyon", "country": "FR", "segment": "consumer", "signup_date": "2025-01-01"},
+        "order": {"order_id": uuid::Uuid::new_v4(), "currency": "EUR", "payment_method": "card", "lines": [
+            {"line_number": 1, "quantity": quantity, "unit_price": unit_price, "discount": "0",
+             "product": {"product_id": "P1", "name": "Mug", "category": "Home", "brand": "Acme",
+                         "list_price": "9.99"}}]}
+    }))
+    .unwrap()
+}
+
+/// Each record that once stopped its partition for good (retried forever),
+/// among valid events on one partition in one batch: each becomes one dead
+/// letter with a readable reason, everything valid loads, offsets advance.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_records_become_dead_letters_and_never_stop_the_partition() {
+    let sc = Scenario::new("w_poison", 1).await;
+    // Migrate the schema, then add a rule the validation knows nothing of,
+    // as a DBA might: the warehouse itself rejects that record.
+    let w = sc.worker("w1");
+    let (schema, s) = (sc.schema.name.clone(), sc.schema.name.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut c = pg();
+        wait_until(Duration::from_secs(60), || {
+            c.query_one(&format!("SELECT count(*) FROM \"{s}\".schema_migrations"), &[])
+                .is_ok_and(|r| r.get::<_, i64>(0) >= 4)
+        });
+        c.batch_execute(&format!(
+            "ALTER TABLE \"{s}\".fact_sales ADD CONSTRAINT no_sevens CHECK (quantity <> 7)"
+        ))
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    drop(w); // restart: its next batch holds everything below
+
+    let valid: Vec<Vec<u8>> = (0..10)
+        .map(|i| {
+            if i % 2 == 0 {
+                valid_page_view(i)
+            } else {
+                valid_purchase(i, 2, "19.99")
+            }
+        })
+        .collect();
+    // (payload, kind, what the reason must say)
+    let poison: Vec<(Vec<u8>, &str, &str)> = vec![
+        (
+            // Its line total overflowed numeric(18,2): retried forever before.
+            valid_purchase(90, 2, "9999999999999999.99"),
+            "invalid_value",
+            "must be at most 1000000.00",
+        ),
+        (
+            // The error text echoes a NUL, which PostgreSQL text refuses.
+            br#"{"schema_version":1,"event_type":"\u0000x"}"#.to_vec(),
+            "unknown_event_type",
+            "\\u0000x",
+        ),
+        (
+            valid_purchase(91, 7, "1.00"),
+            "rejected_by_warehouse",
+            "no_sevens",
+        ),
+    ];
+    let mut records: Vec<(&[u8], Option<&[u8]>)> = Vec::new();
+    let mut poison_offsets = Vec::new();
+    for (i, v) in valid.iter().enumerate() {
+        records.push((b"k", Some(v)));
+        if let Some((p, ..)) = poison.get(i / 3).filter(|_| i % 3 == 1) {
+            poison_offsets.push(records.len() as i64);
+            records.push((b"k", Some(p)));
+        }
+    }
+    assert_eq!(poison_offsets.len(), poison.len());
+    tokio::task::block_in_place(|| produce_raw(&sc.topic, 0, &records));
+
+    let started = std::time::Instant::now();
+    let _w = sc.worker("w2");
+    let (sql, topic, total) = (sc.offsets_sql(), sc.topic.clone(), records.len() as i64);
+    tokio::task::spawn_blocking(move || {
+        let mut c = pg();
+        wait_until(Duration::from_secs(30), || {
+            c.query_one(&sql, &[&topic])
+                .is_ok_and(|r| r.get::<_, i64>(0) == total)
+        });
+    })
+    .await
+    .unwrap();
+    eprintln!("loaded around the poison in {:?}", started.elapsed());
+
+    let sql =
+        format!("SELECT kafka_offset, error_kind, error FROM \"{schema}\".dead_letter ORDER BY kafka_offset");
+    let rows = blocking(move || pg().query(&sql, &[]).unwrap()).await;
+    assert_eq!(rows.len(), poison.len(), "one dead letter per poison record");
+    for ((row, (_, kind, needle)), offset) in rows.iter().zip(&poison).zip(&poison_offsets) {
+        assert_eq!(row.get::<_, i64>(0), *offset);
+        assert_eq!(row.get::<_, &str>(1), *kind);
+        let error: &str = row.get(2);
+        assert!(
+            error.contains(needle),
+            "{kind}: `{error}` should mention {needle}"
+        );
+    }
+    let totals = sc.totals().await;
+    assert_eq!(
+        (totals.activity, totals.order_lines),
+        (5, 5),
+        "every valid event loaded"
+    );
+    assert_rollups_match_facts(&sc.schema.name).await;
+}
+
+/// Probes answer at once whatever the loader is doing: here a batch waits
+/// on a lock held on `ingest_offsets` (as during a migration).
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_answer_at_once_while_a_batch_waits_on_a_lock() {
+    let sc = Scenario::new("w_probe", 1).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _w = sc.worker_with("w1", &["--metrics-addr", &addr]);
+    let a = addr.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(60), || {
+            http_get(&a, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+        })
+    })
+    .await
+    .unwrap();
+    let first = valid_page_view(1);
+    tokio::task::block_in_place(|| produce_raw(&sc.topic, 0, &[(b"k", Some(&first))]));
+    sc.wait_loaded(1).await;
+
+    // Hold the lock in an open transaction, then give the worker a batch.
+    let (locked_tx, locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let lock_sql = format!(
+        "LOCK TABLE \"{}\".ingest_offsets IN ACCESS EXCLUSIVE MODE",
+        sc.schema.name
+    );
+    let locker = std::thread::spawn(move || {
+        let mut c = pg();
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute(&lock_sql).unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = released.recv();
+        tx.rollback().unwrap();
+    });
+    locked.recv().unwrap();
+    let second = valid_page_view(2);
+    tokio::task::block_in_place(|| produce_raw(&sc.topic, 0, &[(b"k", Some(&second))]));
+    let app = format!("shopstream-worker:{}", sc.schema.name);
+    tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(30), || {
+            pg().query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&app],
+            )
+            .is_ok_and(|r| r.get::<_, i64>(0) > 0)
+        })
+    });
+    let a = addr.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        ["/healthz", "/readyz", "/metrics"].map(|path| {
+            let started = std::time::Instant::now();
+            let answer = http_get_within(&a, path, Duration::from_secs(1));
+            (
+                path,
+                answer.map(|r| r.lines().next().unwrap_or("").to_string()),
+                started.elapsed(),
+            )
+        })
+    })
+    .await
+    .unwrap();
+    for (path, status, took) in &answers {
+        assert!(
+            status.is_some(),
+            "{path} did not answer within 1 s (blocked on the loader)"
+        );
+        eprintln!("{path}: {status:?} in {took:?}");
+    }
+    assert!(answers[0].1.as_deref().is_some_and(|s| s.contains("200")));
+    release.send(()).unwrap();
+    locker.join().unwrap();
+    sc.wait_loaded(2).await;
+}
+
+/// A Pipeline deleted with its topic and created again: the new topic's
+/// offsets start over below the stored ones. Every new record loads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_topic_is_loaded_from_its_start() {
+    let sc = Scenario::new("w_recreate", 1).await;
+    let first = sc.produce(1_000, 0, &["--seed", "1"]).await;
+    let w = sc.worker("w1");
+    sc.wait_loaded(first.messages_total).await;
+    drop(w);
+    recreate_topic(&sc.topic, 1).await;
+    let second = sc.produce(500, 0, &["--seed", "2"]).await;
+    let _w = sc.worker("w2");
+    sc.wait_loaded(second.messages_total).await;
+    let (a, b) = (expected(&first, 1), expected(&second, 1));
+    let totals = sc.totals().await;
+    assert_eq!(
+        (totals.order_lines, totals.activity, totals.dead_letters),
+        (
+            a.order_lines + b.order_lines,
+            a.activity + b.activity,
+            a.dead_letters + b.dead_letters
+        ),
+        "the second topic's records were all loaded after the first's"
+    );
+    let log = std::fs::read_to_string(sc.dir.path().join("w2.log")).unwrap();
+    assert!(
+        log.contains("deleted and created again"),
+        "the reset is logged loudly"
     );
 }
