@@ -58,6 +58,12 @@ pub struct Cli {
     #[arg(long, env = "SHOPSTREAM_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime_duration)]
     pub session_timeout: Duration,
 
+    /// Longest gap between polls before Kafka evicts the member. The worker
+    /// keeps polling (partitions paused) while the warehouse is slow, so
+    /// only a stuck process reaches it.
+    #[arg(long, env = "SHOPSTREAM_MAX_POLL_INTERVAL", default_value = "5m", value_parser = humantime_duration)]
+    pub max_poll_interval: Duration,
+
     /// Dimension keys kept in memory per dimension.
     #[arg(long, env = "SHOPSTREAM_DIM_CACHE_SIZE", default_value_t = 200_000)]
     pub dim_cache_size: usize,

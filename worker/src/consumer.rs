@@ -395,6 +395,7 @@ pub struct ConsumerSettings<'a> {
     pub protocol: GroupProtocol,
     /// Classic protocol only: with `consumer` the broker sets it.
     pub session_timeout: Duration,
+    pub max_poll_interval: Duration,
 }
 
 /// A group consumer tuned for low-latency micro-batches.
@@ -407,7 +408,11 @@ pub fn create(
         .set("client.id", settings.client_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "max.poll.interval.ms",
+            settings.max_poll_interval.as_millis().to_string(),
+        );
     let classic = |cfg: &mut ClientConfig, assignor: &str| {
         cfg.set("group.protocol", "classic")
             .set("partition.assignment.strategy", assignor)

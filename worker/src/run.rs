@@ -151,6 +151,7 @@ fn load(
             client_id: instance,
             protocol: cli.group_protocol,
             session_timeout: cli.session_timeout,
+            max_poll_interval: cli.max_poll_interval,
         },
         shared.clone(),
     )?;

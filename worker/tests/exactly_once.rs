@@ -168,6 +168,51 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// Block until one of this scenario's workers waits on a lock.
+    fn wait_for_lock_wait(&self) {
+        let app = format!("shopstream-worker:{}", self.schema.name);
+        let mut c = pg();
+        wait_until(Duration::from_secs(30), || {
+            c.query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&app],
+            )
+            .is_ok_and(|r| r.get::<_, i64>(0) > 0)
+        });
+    }
+}
+
+/// An exclusive lock on one table, held in an open transaction on its own
+/// thread (as a migration or a DBA's session would) until released.
+struct HeldLock {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+impl HeldLock {
+    fn take(schema: &str, table: &str) -> Self {
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let sql = format!("LOCK TABLE \"{schema}\".{table} IN ACCESS EXCLUSIVE MODE");
+        let holder = std::thread::spawn(move || {
+            let mut c = pg();
+            let mut tx = c.transaction().unwrap();
+            tx.batch_execute(&sql).unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.recv();
+            tx.rollback().unwrap();
+        });
+        locked.recv().expect("lock taken");
+        Self { release, holder }
+    }
+
+    fn release(self) {
+        let _ = self.release.send(());
+        self.holder.join().expect("lock holder");
+    }
+}
+
 impl Drop for Scenario {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -813,33 +858,10 @@ async fn probes_answer_at_once_while_a_batch_waits_on_a_lock() {
     sc.wait_loaded(1).await;
 
     // Hold the lock in an open transaction, then give the worker a batch.
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let lock_sql = format!(
-        "LOCK TABLE \"{}\".ingest_offsets IN ACCESS EXCLUSIVE MODE",
-        sc.schema.name
-    );
-    let locker = std::thread::spawn(move || {
-        let mut c = pg();
-        let mut tx = c.transaction().unwrap();
-        tx.batch_execute(&lock_sql).unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = released.recv();
-        tx.rollback().unwrap();
-    });
-    locked.recv().unwrap();
+    let lock = HeldLock::take(&sc.schema.name, "ingest_offsets");
     let second = valid_page_view(2);
     tokio::task::block_in_place(|| produce_raw(&sc.topic, 0, &[(b"k", Some(&second))]));
-    let app = format!("shopstream-worker:{}", sc.schema.name);
-    tokio::task::block_in_place(|| {
-        wait_until(Duration::from_secs(30), || {
-            pg().query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                &[&app],
-            )
-            .is_ok_and(|r| r.get::<_, i64>(0) > 0)
-        })
-    });
+    tokio::task::block_in_place(|| sc.wait_for_lock_wait());
     let a = addr.clone();
     let answers = tokio::task::spawn_blocking(move || {
         ["/healthz", "/readyz", "/metrics"].map(|path| {
@@ -862,8 +884,7 @@ async fn probes_answer_at_once_while_a_batch_waits_on_a_lock() {
         eprintln!("{path}: {status:?} in {took:?}");
     }
     assert!(answers[0].1.as_deref().is_some_and(|s| s.contains("200")));
-    release.send(()).unwrap();
-    locker.join().unwrap();
+    lock.release();
     sc.wait_loaded(2).await;
 }
 
@@ -896,4 +917,66 @@ async fn a_recreated_topic_is_loaded_from_its_start() {
         log.contains("deleted and created again"),
         "the reset is logged loudly"
     );
+}
+
+/// A loader stuck on a lock for longer than `max.poll.interval.ms` must not
+/// get the worker evicted from the group: the consumer keeps polling with
+/// its partitions paused, and nothing is revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_blocked_past_the_poll_interval_keeps_the_partitions() {
+    let sc = Scenario::new("w_blocked", 1).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let flags = [
+        "--group-protocol",
+        "cooperative",
+        "--max-poll-interval",
+        "7s",
+        "--metrics-addr",
+        &addr,
+    ];
+    let _w = sc.worker_with("w1", &flags);
+    let events: Vec<Vec<u8>> = (0..3).map(valid_page_view).collect();
+    tokio::task::block_in_place(|| produce_raw(&sc.topic, 0, &[(b"k", Some(&events[0]))]));
+    sc.wait_loaded(1).await;
+
+    let lock = HeldLock::take(&sc.schema.name, "ingest_offsets");
+    tokio::task::block_in_place(|| {
+        produce_raw(&sc.topic, 0, &[(b"k", Some(&events[1]))]);
+        sc.wait_for_lock_wait();
+        // The next batch now waits for the loader: past the poll interval.
+        produce_raw(&sc.topic, 0, &[(b"k", Some(&events[2]))]);
+        // Until the loader's statement has been blocked for twice the poll interval.
+        let app = format!("shopstream-worker:{}", sc.schema.name);
+        let mut c = pg();
+        wait_until(Duration::from_secs(30), || {
+            c.query_one(
+                "SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0)::float8
+                 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&app],
+            )
+            .is_ok_and(|r| r.get::<_, f64>(0) >= 14.0)
+        });
+    });
+    let paused = http_get(&addr, "/metrics").is_some_and(|m| {
+        m.lines()
+            .any(|l| l.starts_with("shopstream_worker_paused_waits_total ") && !l.ends_with(" 0"))
+    });
+    lock.release();
+    sc.wait_loaded(3).await;
+    let log = std::fs::read_to_string(sc.dir.path().join("w1.log")).unwrap();
+    assert!(
+        !log.contains("partitions revoked"),
+        "no partition was revoked:\n{log}"
+    );
+    assert!(
+        !log.contains("poll interval"),
+        "never evicted for not polling:\n{log}"
+    );
+    assert!(paused, "the consumer waited with its partitions paused");
+    assert_eq!(sc.totals().await.activity, 3);
 }
