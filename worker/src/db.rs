@@ -12,10 +12,15 @@ pub const SALES_COLUMNS: &str = "order_id, line_number, event_id, session_id, cu
 pub const ACTIVITY_COLUMNS: &str = "event_id, event_type, session_id, customer_key, product_key, date_key, \
      time_key, quantity, list_price, event_time, kafka_partition, kafka_offset";
 
+/// Dimension columns read back after an upsert or a select (`dims.rs` reads them by position).
+const CUSTOMER_RETURNED: &str = "customer_id, customer_key, first_order_at, first_order_id, name, email, city, country, segment, signup_date";
+const PRODUCT_RETURNED: &str = "product_id, product_key, name, category, brand, list_price";
+
 pub struct Statements {
     pub upsert_customers: Statement,
     pub select_customers: Statement,
     pub upsert_products: Statement,
+    pub unflag_first_orders: Statement,
     pub select_products: Statement,
     pub insert_facts: Statement,
     pub insert_dead_letters: Statement,
@@ -50,51 +55,80 @@ impl Db {
                 activity = t("fact_activity"),
             ))
             .map_err(err)?;
+        // SCD type 1 by event time: a row's attributes change only for an
+        // event at least as new as the one they came from, whatever order
+        // batches commit in. The first order only ever moves earlier.
         let upsert_customers = client
             .prepare(&format!(
-                "INSERT INTO {c} AS d (customer_id, name, email, city, country, segment, signup_date, first_order_at)
+                "INSERT INTO {c} AS d (customer_id, name, email, city, country, segment, signup_date,
+                                       first_order_at, first_order_id, attributes_at)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                      $7::date[], $8::timestamptz[])
+                                      $7::date[], $8::timestamptz[], $9::uuid[], $10::timestamptz[])
                  ORDER BY 1
                  ON CONFLICT (customer_id) DO UPDATE SET
-                     name = EXCLUDED.name, email = EXCLUDED.email, city = EXCLUDED.city,
-                     country = EXCLUDED.country, segment = EXCLUDED.segment, signup_date = EXCLUDED.signup_date,
-                     first_order_at = LEAST(d.first_order_at, EXCLUDED.first_order_at),
+                     name = CASE WHEN {newer} THEN EXCLUDED.name ELSE d.name END,
+                     email = CASE WHEN {newer} THEN EXCLUDED.email ELSE d.email END,
+                     city = CASE WHEN {newer} THEN EXCLUDED.city ELSE d.city END,
+                     country = CASE WHEN {newer} THEN EXCLUDED.country ELSE d.country END,
+                     segment = CASE WHEN {newer} THEN EXCLUDED.segment ELSE d.segment END,
+                     signup_date = CASE WHEN {newer} THEN EXCLUDED.signup_date ELSE d.signup_date END,
+                     attributes_at = GREATEST(d.attributes_at, EXCLUDED.attributes_at),
+                     first_order_at = CASE WHEN {earlier} THEN EXCLUDED.first_order_at ELSE d.first_order_at END,
+                     first_order_id = CASE WHEN {earlier} THEN EXCLUDED.first_order_id ELSE d.first_order_id END,
                      updated_at = now()
-                 WHERE (d.name, d.email, d.city, d.country, d.segment, d.signup_date)
-                       IS DISTINCT FROM
-                       (EXCLUDED.name, EXCLUDED.email, EXCLUDED.city, EXCLUDED.country, EXCLUDED.segment,
-                        EXCLUDED.signup_date)
-                    OR EXCLUDED.first_order_at < d.first_order_at
-                    OR (d.first_order_at IS NULL AND EXCLUDED.first_order_at IS NOT NULL)
-                 RETURNING customer_id, customer_key, first_order_at",
-                c = t("dim_customer")
+                 WHERE ({newer} AND (d.name, d.email, d.city, d.country, d.segment, d.signup_date)
+                                    IS DISTINCT FROM
+                                    (EXCLUDED.name, EXCLUDED.email, EXCLUDED.city, EXCLUDED.country,
+                                     EXCLUDED.segment, EXCLUDED.signup_date))
+                    OR {earlier}
+                 RETURNING {CUSTOMER_RETURNED}",
+                c = t("dim_customer"),
+                newer = "EXCLUDED.attributes_at >= coalesce(d.attributes_at, '-infinity')",
+                earlier = "(EXCLUDED.first_order_at IS NOT NULL AND (d.first_order_at IS NULL
+                    OR (EXCLUDED.first_order_at, EXCLUDED.first_order_id)
+                       < (d.first_order_at, coalesce(d.first_order_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))))",
             ))
             .map_err(err)?;
         let select_customers = client
             .prepare(&format!(
-                "SELECT customer_id, customer_key, first_order_at FROM {} WHERE customer_id = ANY($1)",
+                "SELECT {CUSTOMER_RETURNED} FROM {} WHERE customer_id = ANY($1)",
                 t("dim_customer")
             ))
             .map_err(err)?;
         let upsert_products = client
             .prepare(&format!(
-                "INSERT INTO {p} AS d (product_id, name, category, brand, list_price)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[])
+                "INSERT INTO {p} AS d (product_id, name, category, brand, list_price, attributes_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                                      $6::timestamptz[])
                  ORDER BY 1
                  ON CONFLICT (product_id) DO UPDATE SET
                      name = EXCLUDED.name, category = EXCLUDED.category, brand = EXCLUDED.brand,
-                     list_price = EXCLUDED.list_price, updated_at = now()
-                 WHERE (d.name, d.category, d.brand, d.list_price)
+                     list_price = EXCLUDED.list_price, attributes_at = EXCLUDED.attributes_at, updated_at = now()
+                 WHERE EXCLUDED.attributes_at >= coalesce(d.attributes_at, '-infinity')
+                   AND (d.name, d.category, d.brand, d.list_price)
                        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.category, EXCLUDED.brand, EXCLUDED.list_price)
-                 RETURNING product_id, product_key",
+                 RETURNING {PRODUCT_RETURNED}",
                 p = t("dim_product")
             ))
             .map_err(err)?;
         let select_products = client
             .prepare(&format!(
-                "SELECT product_id, product_key FROM {} WHERE product_id = ANY($1)",
+                "SELECT {PRODUCT_RETURNED} FROM {} WHERE product_id = ANY($1)",
                 t("dim_product")
+            ))
+            .map_err(err)?;
+        // A batch that moved customers' first orders earlier clears the flag
+        // of the orders that were first until then (the rollups follow by
+        // trigger): exactly one first order per customer, whatever the
+        // commit order of the workers that loaded them.
+        let unflag_first_orders = client
+            .prepare(&format!(
+                "UPDATE {f} AS f SET is_first_order = false
+                 FROM {c} AS c
+                 WHERE c.customer_key = ANY($1) AND f.customer_key = c.customer_key
+                   AND f.is_first_order AND f.order_id IS DISTINCT FROM c.first_order_id",
+                f = t("fact_sales"),
+                c = t("dim_customer"),
             ))
             .map_err(err)?;
         // Both fact tables in one statement. The rollups follow from the
@@ -165,6 +199,7 @@ impl Db {
             select_customers,
             upsert_products,
             select_products,
+            unflag_first_orders,
             insert_facts,
             insert_dead_letters,
             ensure_offsets,

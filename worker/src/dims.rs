@@ -15,13 +15,16 @@ use postgres::Transaction;
 use rust_decimal::Decimal;
 
 use crate::db::Statements;
-use crate::transform::{Batch, CustomerRow, ProductRow};
+use crate::transform::{Batch, CustomerRow, FirstOrder, ProductRow};
+use uuid::Uuid;
 
+/// What the warehouse holds for a customer: its key, a fingerprint of its
+/// attributes (the warehouse's, which may be newer than ours) and its first order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct CachedCustomer {
     key: i64,
     fingerprint: u64,
-    first_order_at: Option<DateTime<Utc>>,
+    first_order: Option<FirstOrder>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,8 +50,8 @@ pub struct Pending {
 #[derive(Debug)]
 pub struct Resolved {
     pub customer_keys: Vec<i64>,
-    /// The customer's first purchase time after this batch.
-    pub first_orders: Vec<Option<DateTime<Utc>>>,
+    /// The customer's first order after this batch.
+    pub first_orders: Vec<Option<FirstOrder>>,
     pub product_keys: Vec<i64>,
     pub upserted_customers: usize,
     pub upserted_products: usize,
@@ -62,16 +65,59 @@ fn fingerprint(h: impl Hash) -> u64 {
 }
 
 fn customer_fingerprint(c: &CustomerRow) -> u64 {
-    fingerprint((&c.name, &c.email, &c.city, &c.country, &c.segment, c.signup_date))
+    customer_attrs_fingerprint(&c.name, &c.email, &c.city, &c.country, &c.segment, c.signup_date)
+}
+
+fn customer_attrs_fingerprint(
+    name: &str,
+    email: &str,
+    city: &str,
+    country: &str,
+    segment: &str,
+    signup_date: NaiveDate,
+) -> u64 {
+    fingerprint((name, email, city, country, segment, signup_date))
 }
 
 fn product_fingerprint(p: &ProductRow) -> u64 {
-    fingerprint((&p.name, &p.category, &p.brand, p.list_price.normalize()))
+    product_attrs_fingerprint(&p.name, &p.category, &p.brand, p.list_price)
+}
+
+fn product_attrs_fingerprint(name: &str, category: &str, brand: &str, list_price: Decimal) -> u64 {
+    fingerprint((name, category, brand, list_price.normalize()))
+}
+
+/// A dimension row as the warehouse returned it (upsert or select), in the
+/// column order of `RETURNING` in `db.rs`.
+fn customer_from_row(r: &postgres::Row) -> (String, CachedCustomer) {
+    let first_order = r
+        .get::<_, Option<DateTime<Utc>>>(2)
+        // Written by a worker that predates first_order_id: never equal to an order.
+        .map(|t| (t, r.get::<_, Option<Uuid>>(3).unwrap_or(Uuid::max())));
+    let fp = customer_attrs_fingerprint(r.get(4), r.get(5), r.get(6), r.get(7), r.get(8), r.get(9));
+    (
+        r.get(0),
+        CachedCustomer {
+            key: r.get(1),
+            fingerprint: fp,
+            first_order,
+        },
+    )
+}
+
+fn product_from_row(r: &postgres::Row) -> (String, CachedProduct) {
+    (
+        r.get(0),
+        CachedProduct {
+            key: r.get(1),
+            fingerprint: product_attrs_fingerprint(r.get(2), r.get(3), r.get(4), r.get(5)),
+        },
+    )
 }
 
 /// Does a cached customer already reflect this row (attributes and first order)?
 fn customer_is_current(cached: &CachedCustomer, row: &CustomerRow, fp: u64) -> bool {
-    let first_order_known = match (row.first_order_at, cached.first_order_at) {
+    let first_order_known = match (row.first_order, cached.first_order) {
         (None, _) => true,
         (Some(new), Some(known)) => known <= new,
         (Some(_), None) => false,
@@ -138,7 +184,7 @@ impl DimCache {
         stmts: &Statements,
         rows: &[CustomerRow],
         pending: &mut Pending,
-    ) -> Result<(Vec<i64>, Vec<Option<DateTime<Utc>>>, usize), postgres::Error> {
+    ) -> Result<(Vec<i64>, Vec<Option<FirstOrder>>, usize), postgres::Error> {
         let mut keys = vec![0_i64; rows.len()];
         let mut first_orders = vec![None; rows.len()];
         let mut todo: Vec<usize> = Vec::new();
@@ -147,7 +193,7 @@ impl DimCache {
             match self.customers.get(&row.customer_id) {
                 Some(c) if customer_is_current(c, row, fp) => {
                     keys[i] = c.key;
-                    first_orders[i] = c.first_order_at;
+                    first_orders[i] = c.first_order;
                 }
                 _ => todo.push(i),
             }
@@ -158,7 +204,10 @@ impl DimCache {
         let col = |f: fn(&CustomerRow) -> String| todo.iter().map(|&i| f(&rows[i])).collect::<Vec<_>>();
         let ids = col(|r| r.customer_id.clone());
         let dates: Vec<NaiveDate> = todo.iter().map(|&i| rows[i].signup_date).collect();
-        let firsts: Vec<Option<DateTime<Utc>>> = todo.iter().map(|&i| rows[i].first_order_at).collect();
+        let first_at: Vec<Option<DateTime<Utc>>> =
+            todo.iter().map(|&i| rows[i].first_order.map(|f| f.0)).collect();
+        let first_id: Vec<Option<Uuid>> = todo.iter().map(|&i| rows[i].first_order.map(|f| f.1)).collect();
+        let seen: Vec<DateTime<Utc>> = todo.iter().map(|&i| rows[i].seen_at).collect();
         let returned = tx.query(
             &stmts.upsert_customers,
             &[
@@ -169,34 +218,28 @@ impl DimCache {
                 &col(|r| r.country.clone()),
                 &col(|r| r.segment.clone()),
                 &dates,
-                &firsts,
+                &first_at,
+                &first_id,
+                &seen,
             ],
         )?;
         let upserted = returned.len();
-        let mut found: HashMap<String, (i64, Option<DateTime<Utc>>)> = returned
-            .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
-            .collect();
+        let mut found: HashMap<String, CachedCustomer> = returned.iter().map(customer_from_row).collect();
         if found.len() < todo.len() {
-            // Rows already current in the warehouse are not returned by the upsert.
+            // Rows already current (or newer) in the warehouse are not returned by the upsert.
             let missing: Vec<&String> = ids.iter().filter(|id| !found.contains_key(*id)).collect();
-            for r in tx.query(&stmts.select_customers, &[&missing])? {
-                found.insert(r.get(0), (r.get(1), r.get(2)));
-            }
+            found.extend(
+                tx.query(&stmts.select_customers, &[&missing])?
+                    .iter()
+                    .map(customer_from_row),
+            );
         }
         for &i in &todo {
             let row = &rows[i];
-            let (key, first_order_at) = found[&row.customer_id];
-            keys[i] = key;
-            first_orders[i] = first_order_at;
-            pending.customers.push((
-                row.customer_id.clone(),
-                CachedCustomer {
-                    key,
-                    fingerprint: customer_fingerprint(row),
-                    first_order_at,
-                },
-            ));
+            let c = found[&row.customer_id];
+            keys[i] = c.key;
+            first_orders[i] = c.first_order;
+            pending.customers.push((row.customer_id.clone(), c));
         }
         Ok((keys, first_orders, upserted))
     }
@@ -222,6 +265,7 @@ impl DimCache {
         let col = |f: fn(&ProductRow) -> String| todo.iter().map(|&i| f(&rows[i])).collect::<Vec<_>>();
         let ids = col(|r| r.product_id.clone());
         let prices: Vec<Decimal> = todo.iter().map(|&i| rows[i].list_price).collect();
+        let seen: Vec<DateTime<Utc>> = todo.iter().map(|&i| rows[i].seen_at).collect();
         let returned = tx.query(
             &stmts.upsert_products,
             &[
@@ -230,27 +274,24 @@ impl DimCache {
                 &col(|r| r.category.clone()),
                 &col(|r| r.brand.clone()),
                 &prices,
+                &seen,
             ],
         )?;
         let upserted = returned.len();
-        let mut found: HashMap<String, i64> = returned.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let mut found: HashMap<String, CachedProduct> = returned.iter().map(product_from_row).collect();
         if found.len() < todo.len() {
             let missing: Vec<&String> = ids.iter().filter(|id| !found.contains_key(*id)).collect();
-            for r in tx.query(&stmts.select_products, &[&missing])? {
-                found.insert(r.get(0), r.get(1));
-            }
+            found.extend(
+                tx.query(&stmts.select_products, &[&missing])?
+                    .iter()
+                    .map(product_from_row),
+            );
         }
         for &i in &todo {
             let row = &rows[i];
-            let key = found[&row.product_id];
-            keys[i] = key;
-            pending.products.push((
-                row.product_id.clone(),
-                CachedProduct {
-                    key,
-                    fingerprint: product_fingerprint(row),
-                },
-            ));
+            let p = found[&row.product_id];
+            keys[i] = p.key;
+            pending.products.push((row.product_id.clone(), p));
         }
         Ok((keys, upserted))
     }
@@ -269,7 +310,7 @@ mod tests {
             country: "FR".into(),
             segment: "consumer".into(),
             signup_date: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
-            first_order_at: first_order.map(|t| t.parse().unwrap()),
+            first_order: first_order.map(|t| (t.parse().unwrap(), Uuid::nil())),
             seen_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         }
     }
@@ -279,7 +320,7 @@ mod tests {
         let cached = |name: &str, first: Option<&str>| CachedCustomer {
             key: 7,
             fingerprint: customer_fingerprint(&row(name, None)),
-            first_order_at: first.map(|t| t.parse().unwrap()),
+            first_order: first.map(|t| (t.parse().unwrap(), Uuid::nil())),
         };
         let t1 = Some("2026-01-01T10:00:00Z");
         let t2 = Some("2026-01-02T10:00:00Z");

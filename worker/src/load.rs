@@ -99,7 +99,7 @@ pub fn load_batch(
         for s in &batch.sales {
             let customer_key = resolved.customer_keys[s.customer];
             let product_key = resolved.product_keys[s.product];
-            let is_first_order = resolved.first_orders[s.customer] == Some(s.event_time);
+            let is_first_order = resolved.first_orders[s.customer].map(|f| f.1) == Some(s.order_id);
             let row: [&(dyn ToSql + Sync); 19] = [
                 &s.order_id,
                 &s.line_number,
@@ -171,6 +171,17 @@ pub fn load_batch(
     } else {
         (0, 0)
     };
+    // Customers whose first order this batch may have moved earlier.
+    let buyers: Vec<i64> = batch
+        .customers
+        .iter()
+        .zip(&resolved.customer_keys)
+        .filter(|(c, _)| c.first_order.is_some())
+        .map(|(_, key)| *key)
+        .collect();
+    if !buyers.is_empty() {
+        tx.execute(&stmts.unflag_first_orders, &[&buyers])?;
+    }
 
     let dead = &batch.dead_letters;
     let dead_letters = if dead.is_empty() {

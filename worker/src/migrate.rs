@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "unbounded_rollup_sums",
         sql: include_str!("../migrations/0004_unbounded_rollup_sums.sql"),
     },
+    Migration {
+        version: 5,
+        name: "exact_first_orders",
+        sql: include_str!("../migrations/0005_exact_first_orders.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).

@@ -66,6 +66,18 @@ pub fn day_part(hour: u32) -> &'static str {
     }
 }
 
+/// A customer's first order: the earliest event time, ties broken by order
+/// id, so every worker and every commit order picks the same one.
+pub type FirstOrder = (DateTime<Utc>, Uuid);
+
+/// The earlier of two first-order candidates.
+pub fn earlier(a: Option<FirstOrder>, b: Option<FirstOrder>) -> Option<FirstOrder> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerRow {
     pub customer_id: String,
@@ -76,7 +88,7 @@ pub struct CustomerRow {
     pub segment: String,
     pub signup_date: NaiveDate,
     /// Earliest purchase in this batch, if any.
-    pub first_order_at: Option<DateTime<Utc>>,
+    pub first_order: Option<FirstOrder>,
     /// Time of the event the attributes came from (latest wins: SCD type 1).
     pub seen_at: DateTime<Utc>,
 }
@@ -255,7 +267,7 @@ impl Batch {
     fn add_event(&mut self, e: &Event<'_>, rec: RawRecord<'_>) {
         let t = e.event_time;
         self.event_times.push(t);
-        let first_order = (e.event_type == EventType::Purchase).then_some(t);
+        let first_order = e.order.as_ref().map(|o| (t, o.order_id));
         let customer = self.customer(&e.customer, t, first_order);
         let (date_key, time_key) = (date_key(t), time_key(t));
         match e.event_type {
@@ -313,7 +325,7 @@ impl Batch {
         &mut self,
         c: &Customer<'_>,
         seen_at: DateTime<Utc>,
-        first_order: Option<DateTime<Utc>>,
+        first_order: Option<FirstOrder>,
     ) -> usize {
         if let Some(&i) = self.customer_index.get(c.customer_id.as_ref()) {
             let row = &mut self.customers[i];
@@ -326,10 +338,7 @@ impl Batch {
                 row.signup_date = c.signup_date;
                 row.seen_at = seen_at;
             }
-            row.first_order_at = match (row.first_order_at, first_order) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            row.first_order = earlier(row.first_order, first_order);
             return i;
         }
         let i = self.customers.len();
@@ -341,7 +350,7 @@ impl Batch {
             country: c.country.to_string(),
             segment: c.segment.to_string(),
             signup_date: c.signup_date,
-            first_order_at: first_order,
+            first_order,
             seen_at,
         });
         self.customer_index.insert(c.customer_id.to_string(), i);
@@ -453,10 +462,29 @@ mod tests {
         assert_eq!(b.products.len(), 2);
         assert_eq!(b.customers.len(), 1);
         assert_eq!(
-            b.customers[0].first_order_at,
+            b.customers[0].first_order.map(|f| f.0),
             Some("2026-11-30T10:15:00Z".parse().unwrap())
         );
         assert_eq!(b.offsets[&0], OffsetRange { first: 41, last: 41 });
+    }
+
+    #[test]
+    fn the_first_order_is_the_earliest_with_ties_broken_by_order_id() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let (t1, t2) = (t("2026-01-01T10:00:00Z"), t("2026-01-01T11:00:00Z"));
+        // (candidate, candidate, first)
+        let cases = [
+            (None, None, None),
+            (Some((t1, b)), None, Some((t1, b))),
+            (None, Some((t2, a)), Some((t2, a))),
+            (Some((t2, a)), Some((t1, b)), Some((t1, b))), // time first
+            (Some((t1, b)), Some((t1, a)), Some((t1, a))), // a tie: the lower order id
+        ];
+        for (x, y, first) in cases {
+            assert_eq!(earlier(x, y), first, "{x:?} {y:?}");
+            assert_eq!(earlier(y, x), first, "commutative: {y:?} {x:?}");
+        }
     }
 
     #[test]

@@ -980,3 +980,78 @@ async fn a_batch_blocked_past_the_poll_interval_keeps_the_partitions() {
     assert!(paused, "the consumer waited with its partitions paused");
     assert_eq!(sc.totals().await.activity, 3);
 }
+
+/// `event` with the JSON pointers in `set` replaced.
+fn patched(event: &[u8], set: &[(&str, serde_json::Value)]) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(event).unwrap();
+    for (pointer, value) in set {
+        *v.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = value.clone();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// A customer's earlier order committed after a later one (another
+/// producer, a retry, partitions grown): still exactly one first order, the
+/// earlier, and the new-customer rollups agree. Dimension attributes come
+/// from the newest event, not the last commit.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_order_and_the_newest_attributes_win_whatever_the_commit_order() {
+    let sc = Scenario::new("w_order", 1).await;
+    let _w = sc.worker("w1");
+    let at = |t: &str| serde_json::Value::from(format!("2026-11-30T{t}Z"));
+    let later = patched(&valid_purchase(77, 1, "5.00"), &[("/event_time", at("10:10:00"))]);
+    let newer_view = patched(
+        &valid_page_view(78),
+        &[
+            ("/event_time", at("10:30:00")),
+            ("/customer/city", "Paris".into()),
+            ("/product/product_id", "P9".into()),
+            ("/product/list_price", "10.00".into()),
+        ],
+    );
+    tokio::task::block_in_place(|| {
+        produce_raw(&sc.topic, 0, &[(b"k", Some(&later)), (b"k", Some(&newer_view))])
+    });
+    sc.wait_loaded(2).await;
+    // The older events arrive last.
+    let earlier = patched(&valid_purchase(77, 3, "2.00"), &[("/event_time", at("10:05:00"))]);
+    let older_view = patched(
+        &valid_page_view(78),
+        &[
+            ("/event_time", at("10:00:00")),
+            ("/customer/city", "Lyon".into()),
+            ("/product/product_id", "P9".into()),
+            ("/product/list_price", "8.00".into()),
+        ],
+    );
+    tokio::task::block_in_place(|| {
+        produce_raw(&sc.topic, 0, &[(b"k", Some(&earlier)), (b"k", Some(&older_view))])
+    });
+    sc.wait_loaded(4).await;
+
+    let s = sc.schema.name.clone();
+    let row = blocking(move || {
+        pg().query_one(
+            &format!(
+                "SELECT (SELECT count(*) FROM \"{s}\".fact_sales WHERE is_first_order),
+                        (SELECT quantity FROM \"{s}\".fact_sales WHERE is_first_order),
+                        (SELECT sum(new_orders)::bigint FROM \"{s}\".agg_sales_minute),
+                        (SELECT city FROM \"{s}\".dim_customer WHERE customer_id = 'C78'),
+                        (SELECT list_price::text FROM \"{s}\".dim_product WHERE product_id = 'P9')"
+            ),
+            &[],
+        )
+        .unwrap()
+    })
+    .await;
+    assert_eq!(row.get::<_, i64>(0), 1, "one first order");
+    assert_eq!(row.get::<_, i32>(1), 3, "the earlier order is the first");
+    assert_eq!(
+        row.get::<_, i64>(2),
+        1,
+        "the rollup counts one new-customer order"
+    );
+    assert_eq!(row.get::<_, &str>(3), "Paris", "the newest event's city");
+    assert_eq!(row.get::<_, &str>(4), "10.00", "the newest event's price");
+    assert_rollups_match_facts(&sc.schema.name).await;
+}
