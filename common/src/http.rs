@@ -15,7 +15,27 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Answers "can this process do useful work now?"; `Err` carries the reason.
+/// Checks run on the HTTP runtime: they must not block (no locks held for long).
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What the probes ask: readiness (`/readyz`: route traffic or work here) and
+/// liveness (`/healthz`: `Err` means the process cannot recover by itself and
+/// should be restarted).
+#[derive(Clone)]
+pub struct Checks {
+    pub ready: ReadinessCheck,
+    pub live: ReadinessCheck,
+}
+
+impl Checks {
+    /// Readiness as given; alive as long as it answers.
+    pub fn ready_only(ready: ReadinessCheck) -> Self {
+        Self {
+            ready,
+            live: always_ready(),
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum HttpError {
@@ -29,7 +49,7 @@ pub enum HttpError {
 #[derive(Clone)]
 struct AppState {
     registry: Registry,
-    ready: ReadinessCheck,
+    checks: Checks,
 }
 
 /// Always ready; for processes with no dependency worth reporting.
@@ -42,7 +62,7 @@ pub fn always_ready() -> ReadinessCheck {
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
-    ready: ReadinessCheck,
+    checks: Checks,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<()>), HttpError> {
     let listener = TcpListener::bind(addr)
@@ -51,7 +71,7 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|source| HttpError::Bind { addr, source })?;
-    let app = router(registry, ready);
+    let app = router(registry, checks);
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "metrics endpoint stopped");
@@ -62,12 +82,12 @@ pub async fn serve(
 }
 
 /// The operational routes alone, to merge into a binary's own router.
-pub fn router(registry: Registry, ready: ReadinessCheck) -> Router {
+pub fn router(registry: Registry, checks: Checks) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { registry, ready })
+        .with_state(AppState { registry, checks })
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -84,9 +104,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match (state.ready)() {
+    match (state.checks.ready)() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response(),
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match (state.checks.live)() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {reason}\n")).into_response(),
     }
 }
 
@@ -125,7 +152,7 @@ mod tests {
         let (addr, _handle) = serve(
             "127.0.0.1:0".parse().unwrap(),
             registry,
-            ready,
+            Checks::ready_only(ready),
             std::future::pending(),
         )
         .await
@@ -144,9 +171,14 @@ mod tests {
     async fn a_taken_port_is_a_clear_error() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = serve(addr, Registry::new(), always_ready(), std::future::pending())
-            .await
-            .unwrap_err();
+        let err = serve(
+            addr,
+            Registry::new(),
+            Checks::ready_only(always_ready()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
         assert!(
             err.to_string().contains(&format!("cannot listen on {addr}")),
             "{err}"

@@ -137,7 +137,7 @@ pub async fn run(cli: Cli) -> Result<(), DashboardError> {
                 .unwrap_or_else(|_| Err("poisoned".into()))
         }) as http::ReadinessCheck
     };
-    let router = api::router(app.clone()).merge(http::router(registry, ready));
+    let router = api::router(app.clone()).merge(http::router(registry, http::Checks::ready_only(ready)));
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|source| DashboardError::Listen {

@@ -143,9 +143,12 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
     let exit = StopFlag::new();
     if let Some(addr) = cli.metrics_addr {
         let exit = exit.clone();
-        http::serve(addr, metrics.registry.clone(), http::always_ready(), async move {
-            exit.wait().await
-        })
+        http::serve(
+            addr,
+            metrics.registry.clone(),
+            http::Checks::ready_only(http::always_ready()),
+            async move { exit.wait().await },
+        )
         .await?;
     }
 

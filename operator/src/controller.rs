@@ -79,7 +79,7 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         http::serve(
             settings.metrics_addr,
             metrics.registry.clone(),
-            ready,
+            http::Checks::ready_only(ready),
             async move { stop.wait().await },
         )
         .await?;

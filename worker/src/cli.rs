@@ -64,6 +64,12 @@ pub struct Cli {
     #[arg(long, env = "SHOPSTREAM_MAX_POLL_INTERVAL", default_value = "5m", value_parser = humantime_duration)]
     pub max_poll_interval: Duration,
 
+    /// Liveness (/healthz) fails when the worker makes no progress for this
+    /// long although it could: its loop stopped, a partition stayed
+    /// unpositioned, or it has lag and a warehouse yet commits nothing.
+    #[arg(long, env = "SHOPSTREAM_STALL_TIMEOUT", default_value = "2m", value_parser = humantime_duration)]
+    pub stall_timeout: Duration,
+
     /// Dimension keys kept in memory per dimension.
     #[arg(long, env = "SHOPSTREAM_DIM_CACHE_SIZE", default_value_t = 200_000)]
     pub dim_cache_size: usize,

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
@@ -78,6 +78,9 @@ pub struct Shared {
     pub migrated: AtomicBool,
     /// Latest high watermark per partition, from librdkafka statistics.
     pub high_watermarks: Mutex<HashMap<i32, i64>>,
+    /// When the consumer loop last ran, committed, and since when a held
+    /// partition has waited to be positioned: the liveness watchdog's input.
+    pub progress: Mutex<Progress>,
     /// Offsets the Kafka group acknowledged, per partition (from the commit callback).
     pub acked: Mutex<HashMap<i32, i64>>,
     pub metrics: Metrics,
@@ -99,6 +102,7 @@ impl Shared {
             migrated: AtomicBool::new(false),
             high_watermarks: Mutex::new(HashMap::new()),
             acked: Mutex::new(HashMap::new()),
+            progress: Mutex::new(Progress::new(Instant::now())),
             metrics,
         }
     }
@@ -150,12 +154,80 @@ impl Shared {
         Ok(())
     }
 
+    /// Liveness: `Err` when this worker cannot make progress by itself (a
+    /// restart gives it a fresh consumer and connection).
+    pub fn liveness(&self, stall: Duration) -> Result<(), String> {
+        let progress = *lock(&self.progress);
+        stalled(
+            &progress,
+            self.metrics.lag_total.get(),
+            self.connected(),
+            Instant::now(),
+            stall,
+        )
+    }
+
     /// Forget positions: the loop re-reads them from the warehouse and seeks.
     pub fn mark_unsynced(&self) {
         for pos in self.partitions().values_mut() {
             pos.synced = false;
         }
     }
+}
+
+/// What the watchdog knows of the loop's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The consumer loop's last turn.
+    pub beat: Instant,
+    /// The last committed batch (start-up until the first one).
+    pub committed: Instant,
+    /// Since when some held partition has not been positioned.
+    pub unsynced_since: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            beat: now,
+            committed: now,
+            unsynced_since: None,
+        }
+    }
+
+    /// One turn of the loop; `unsynced`: a held partition waits to be positioned.
+    pub fn beat(&mut self, now: Instant, unsynced: bool) {
+        self.beat = now;
+        self.unsynced_since = if unsynced {
+            self.unsynced_since.or(Some(now))
+        } else {
+            None
+        };
+    }
+}
+
+/// The liveness decision. A worker is stuck when its loop stopped turning,
+/// when a held partition stayed unpositioned, or when it has lag and a
+/// warehouse connection yet commits nothing, each for longer than `stall`.
+/// (Without a connection the warehouse is down: a restart would not help,
+/// and readiness already says so.)
+pub fn stalled(p: &Progress, lag: i64, connected: bool, now: Instant, stall: Duration) -> Result<(), String> {
+    let age = |t: Instant| now.saturating_duration_since(t);
+    if age(p.beat) > stall {
+        return Err(format!("the consumer loop has not run for {:?}", age(p.beat)));
+    }
+    if let Some(since) = p.unsynced_since
+        && age(since) > stall
+    {
+        return Err(format!("partitions not positioned for {:?}", age(since)));
+    }
+    if connected && lag > 0 && age(p.committed) > stall {
+        return Err(format!(
+            "lag of {lag} records but nothing committed for {:?}",
+            age(p.committed)
+        ));
+    }
+    Ok(())
 }
 
 /// Where a partition must restart when its stored offset does not fit the
@@ -454,6 +526,43 @@ pub fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_fails_liveness_only_when_the_worker_is_stuck() {
+        let t0 = Instant::now();
+        let stall = Duration::from_secs(120);
+        let s = Duration::from_secs;
+        let at = |beat: u64, committed: u64, unsynced: Option<u64>| Progress {
+            beat: t0 + s(beat),
+            committed: t0 + s(committed),
+            unsynced_since: unsynced.map(|u| t0 + s(u)),
+        };
+        // (progress, lag, connected, now, alive?)
+        let cases = [
+            (at(299, 299, None), 0, true, 300, true),       // busy and current
+            (at(299, 0, None), 0, true, 300, true),         // idle: nothing to commit
+            (at(299, 0, None), 50, true, 300, false),       // lag, a connection, no commit
+            (at(299, 0, None), 50, false, 300, true),       // the warehouse is down: not ours to fix
+            (at(299, 250, None), 50, true, 300, true),      // committed recently
+            (at(100, 299, None), 0, true, 300, false),      // the loop stopped turning
+            (at(299, 299, Some(200)), 0, true, 300, true),  // unsynced, still within the bound
+            (at(299, 299, Some(100)), 0, true, 300, false), // unsynced for good
+        ];
+        for (i, (p, lag, connected, now, alive)) in cases.into_iter().enumerate() {
+            let got = stalled(&p, lag, connected, t0 + s(now), stall);
+            assert_eq!(got.is_ok(), alive, "case {i}: {got:?}");
+        }
+        let mut p = Progress::new(t0);
+        p.beat(t0 + s(5), true);
+        p.beat(t0 + s(9), true);
+        assert_eq!(
+            p.unsynced_since,
+            Some(t0 + s(5)),
+            "the first unsynced turn counts"
+        );
+        p.beat(t0 + s(10), false);
+        assert_eq!(p.unsynced_since, None);
+    }
 
     #[test]
     fn a_stored_offset_beyond_the_end_restarts_at_the_new_topics_start() {

@@ -172,6 +172,7 @@ struct ConsumerLoop {
 impl ConsumerLoop {
     fn run(mut self) {
         while !self.stop.is_set() {
+            self.beat();
             self.collect(false);
             if self.needs_repair() {
                 // Re-reading positions while a batch is in flight would race it.
@@ -215,6 +216,14 @@ impl ConsumerLoop {
         drop(consumer);
     }
 
+    /// Tell the watchdog the loop turns, and whether partitions wait.
+    fn beat(&self) {
+        let unsynced = self.shared.partitions().values().any(|p| !p.synced);
+        if let Ok(mut p) = self.shared.progress.lock() {
+            p.beat(Instant::now(), unsynced);
+        }
+    }
+
     fn needs_repair(&self) -> bool {
         !self.shared.connected() || self.shared.partitions().values().any(|p| !p.synced)
     }
@@ -242,6 +251,9 @@ impl ConsumerLoop {
         match done {
             Done::Committed { offsets, leases } => {
                 self.state.retry.succeeded();
+                if let Ok(mut p) = self.shared.progress.lock() {
+                    p.committed = Instant::now();
+                }
                 commit_to_kafka(&self.shared, &self.consumer, &offsets, &leases);
             }
             Done::Fenced { partitions } => {
@@ -496,6 +508,7 @@ impl ConsumerLoop {
                 self.shared.metrics.waits_paused.inc();
                 paused = true;
             }
+            self.beat();
             let message = self.consumer.poll(BUSY_POLL);
             if self.shared.epoch() != self.state.cursor_epoch {
                 let lost = consumer::lost_partitions(&self.shared.partitions(), &polled.leases);

@@ -67,11 +67,15 @@ pub async fn run(cli: Cli) -> Result<(), WorkerError> {
             let shared = shared.clone();
             Arc::new(move || shared.readiness()) as http::ReadinessCheck
         };
+        let live = {
+            let (shared, stall) = (shared.clone(), cli.stall_timeout);
+            Arc::new(move || shared.liveness(stall)) as http::ReadinessCheck
+        };
         let stop = stop.clone();
         http::serve(
             addr,
             metrics.registry.clone(),
-            ready,
+            http::Checks { ready, live },
             async move { stop.wait().await },
         )
         .await?;

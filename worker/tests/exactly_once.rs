@@ -1055,3 +1055,108 @@ async fn the_first_order_and_the_newest_attributes_win_whatever_the_commit_order
     assert_eq!(row.get::<_, &str>(4), "10.00", "the newest event's price");
     assert_rollups_match_facts(&sc.schema.name).await;
 }
+
+/// Kills, terminated warehouse backends and the rebalances they cause, all
+/// at once, for the whole load: then every partition must be consumed again
+/// (the test plays kubelet: a worker whose liveness fails is restarted), the
+/// audit must match exactly and the catch-up must be bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn combined_faults_recover_exactly_within_a_bounded_time() {
+    let sc = Scenario::new("w_chaos", 6).await;
+    let addr = |_: usize| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("127.0.0.1:{port}")
+    };
+    let spawn = |slot: usize, incarnation: usize, addr: &str| {
+        sc.worker_with(
+            &format!("w{slot}-{incarnation}"),
+            &["--metrics-addr", addr, "--stall-timeout", "30s"],
+        )
+    };
+    let mut workers: Vec<(ChildGuard, String, usize)> = (0..3)
+        .map(|i| {
+            let a = addr(i);
+            (spawn(i, 0, &a), a, 0)
+        })
+        .collect();
+    let producing = sc.produce(150_000, 3_000, &[]);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let app = format!("shopstream-worker:{}", sc.schema.name);
+    let mut kills = 0;
+    let mut terminated = 0;
+    let mut liveness_restarts = 0;
+    let chaos = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(5_500));
+        tick.tick().await;
+        let mut n = 0usize;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            tick.tick().await;
+            n += 1;
+            if n % 2 == 1 {
+                // SIGKILL one worker (in turn) and start it again at once.
+                let slot = (n / 2) % workers.len();
+                let (guard, a, incarnation) = &mut workers[slot];
+                guard.signal("KILL");
+                *incarnation += 1;
+                *guard = spawn(slot, *incarnation, a);
+                kills += 1;
+            } else {
+                let app = app.clone();
+                terminated += blocking(move || {
+                    pg().query_one(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                        &[&app],
+                    )
+                    .unwrap()
+                    .get::<_, i64>(0)
+                })
+                .await;
+            }
+        }
+    };
+    let summary = tokio::select! {
+        s = producing => s,
+        () = chaos => unreachable!("chaos runs until the load ends"),
+    };
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        kills >= 3 && terminated >= 3,
+        "kills {kills}, terminated backends {terminated}"
+    );
+
+    // Catch-up, with liveness acted on as a kubelet would.
+    let started = std::time::Instant::now();
+    let total = summary.messages_total as i64;
+    loop {
+        let loaded = sc.loaded().await;
+        if loaded == total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "stalled at {loaded} of {total} records after {:?}",
+            started.elapsed()
+        );
+        for (slot, (guard, a, incarnation)) in workers.iter_mut().enumerate() {
+            let a2 = a.clone();
+            let health = blocking(move || http_get_within(&a2, "/healthz", Duration::from_secs(2))).await;
+            if health.is_some_and(|h| h.starts_with("HTTP/1.1 503")) {
+                guard.signal("KILL");
+                *incarnation += 1;
+                *guard = spawn(slot, *incarnation, a);
+                liveness_restarts += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{kills} kills, {terminated} backends terminated, {liveness_restarts} liveness restarts; caught up {:?} after the load",
+        started.elapsed()
+    );
+    assert_eq!(sc.totals().await, expected(&summary, 1));
+    assert_rollups_match_facts(&sc.schema.name).await;
+}
