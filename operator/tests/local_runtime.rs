@@ -113,9 +113,19 @@ spec:
     }
     assert!(exit.success(), "local runtime failed:\n{out}");
     assert!(
-        seen("rate tgt/actual") && seen("lag"),
+        seen("rate tgt/actual") && seen("lag") && seen("warn/err"),
         "the live table was printed"
     );
+    // Readable off a terminal: no colour codes, no child's log line in between.
+    assert!(!out.contains('\x1b'), "ANSI escape codes in the output:\n{out}");
+    let interleaved: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            shopstream_operator::local::logwatch::level_of(l).is_some()
+                || l.split_whitespace().nth(1).is_some_and(|t| t == "INFO" || t == "DEBUG")
+        })
+        .collect();
+    assert!(interleaved.is_empty(), "log lines in the live table: {interleaved:?}");
     // Workers went above 1 in the burst, then back down to 1 after the window.
     let ups: Vec<&str> = out
         .lines()

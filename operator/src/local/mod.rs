@@ -5,6 +5,7 @@
 //! what the generators delivered.
 
 pub mod audit;
+pub mod logwatch;
 pub mod secrets;
 pub mod supervisor;
 pub mod table;
@@ -223,6 +224,7 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
     );
     let mut workers = Supervisor::new("worker", &logs, None, Duration::from_secs(10));
     let mut dashboards = Supervisor::new("dashboard", &logs, None, Duration::from_secs(5));
+    let mut log_watch = logwatch::LogWatch::new(&logs);
     let started = Instant::now();
     let started_at = Utc::now();
     let run_id = format!("{:x}", started_at.timestamp() % 0x10_0000);
@@ -364,6 +366,7 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
 
         if last_report.elapsed() >= settings.report_interval {
             last_report = Instant::now();
+            log_watch.scan();
             report(
                 &db,
                 &schema,
@@ -376,6 +379,7 @@ pub async fn run(settings: LocalSettings) -> Result<Outcome, LocalError> {
                 &generators,
                 &workers,
                 elapsed,
+                (log_watch.warnings, log_watch.errors),
                 &why,
             )
             .await;
@@ -482,6 +486,7 @@ async fn report(
     generators: &Supervisor,
     workers: &Supervisor,
     elapsed: Duration,
+    problems: (u64, u64),
     why: &str,
 ) {
     let loaded: u64 = offsets
@@ -520,6 +525,7 @@ async fn report(
         lag: offsets.lag().iter().sum(),
         loaded,
         dead_letters: dead,
+        problems,
         why,
     }));
 }

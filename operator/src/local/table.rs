@@ -12,13 +12,15 @@ pub struct Row<'a> {
     pub lag: u64,
     pub loaded: u64,
     pub dead_letters: Option<i64>,
+    /// Warning and error lines in the children's logs so far.
+    pub problems: (u64, u64),
     pub why: &'a str,
 }
 
 pub fn header() -> String {
     format!(
-        "{:>6}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>5}  {}",
-        "time", "stage", "rate tgt/actual", "gens", "workers", "lag", "loaded", "dead", "why"
+        "{:>6}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>5}  {:>8}  {}",
+        "time", "stage", "rate tgt/actual", "gens", "workers", "lag", "loaded", "dead", "warn/err", "why"
     )
 }
 
@@ -30,7 +32,7 @@ pub fn row(r: &Row<'_>) -> String {
         r.achieved_rate.map_or("-".to_string(), |a| format!("{a:.0}"))
     );
     format!(
-        "{:>3}:{:02}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>5}  {}",
+        "{:>3}:{:02}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>5}  {:>8}  {}",
         secs / 60,
         secs % 60,
         r.stage.map_or("-".to_string(), |s| (s + 1).to_string()),
@@ -40,6 +42,7 @@ pub fn row(r: &Row<'_>) -> String {
         r.lag,
         r.loaded,
         r.dead_letters.map_or("-".to_string(), |d| d.to_string()),
+        format!("{}/{}", r.problems.0, r.problems.1),
         r.why
     )
 }
@@ -60,6 +63,7 @@ mod tests {
             lag: 12_345,
             loaded: 450_000,
             dead_letters: Some(12),
+            problems: (4, 1),
             why: "scaling up 3 -> 4",
         });
         assert_eq!(r.len() - "scaling up 3 -> 4".len(), header().len() - "why".len());
@@ -71,6 +75,7 @@ mod tests {
             "12345",
             "450000",
             "12",
+            "4/1",
             "scaling up",
         ] {
             assert!(r.contains(part), "{r} lacks {part}");
