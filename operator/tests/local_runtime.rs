@@ -122,10 +122,15 @@ spec:
         .lines()
         .filter(|l| {
             shopstream_operator::local::logwatch::level_of(l).is_some()
-                || l.split_whitespace().nth(1).is_some_and(|t| t == "INFO" || t == "DEBUG")
+                || l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|t| t == "INFO" || t == "DEBUG")
         })
         .collect();
-    assert!(interleaved.is_empty(), "log lines in the live table: {interleaved:?}");
+    assert!(
+        interleaved.is_empty(),
+        "log lines in the live table: {interleaved:?}"
+    );
     // Workers went above 1 in the burst, then back down to 1 after the window.
     let ups: Vec<&str> = out
         .lines()

@@ -349,6 +349,15 @@ pub fn produce_raw(topic: &str, partition: i32, records: &[(&[u8], Option<&[u8]>
         .expect("all records acknowledged");
 }
 
+/// A free local address (`127.0.0.1:port`) for a server a test starts.
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// A plain HTTP/1.1 GET to `addr` (host:port); the raw response (status
 /// line, headers, body), or `None` when the server cannot be reached.
 pub fn http_get(addr: &str, path: &str) -> Option<String> {

@@ -45,10 +45,28 @@ pub fn load_isolating(
     expected: &BTreeMap<i32, i64>,
     metrics: &Metrics,
 ) -> Result<Loaded, LoadError> {
+    attempt(db, cache, stream, records, batch, expected, metrics, true)
+}
+
+/// One load; on a data error, split (`whole`: the batch as polled, counted
+/// and logged once, not at every level of the split).
+#[allow(clippy::too_many_arguments)]
+fn attempt(
+    db: &mut Db,
+    cache: &mut DimCache,
+    stream: &Stream,
+    records: &[OwnedRecord],
+    batch: &Batch,
+    expected: &BTreeMap<i32, i64>,
+    metrics: &Metrics,
+    whole: bool,
+) -> Result<Loaded, LoadError> {
     match load_batch(db, cache, stream, batch, expected) {
         Err(LoadError::Db(e)) if e.code().is_some_and(caused_by_data) => {
-            metrics.isolations.inc();
-            tracing::warn!(error = %e, records = records.len(), "the warehouse rejected the batch's data; isolating the record it fails on");
+            if whole {
+                metrics.isolations.inc();
+                tracing::warn!(error = %e, records = records.len(), "the warehouse rejected the batch's data; isolating the record it fails on");
+            }
             split(db, cache, stream, records, expected, metrics)
         }
         other => other,
@@ -68,33 +86,16 @@ fn split(
     }
     let (left, right) = halves(records);
     let left_batch = Batch::from_records(left);
-    let mut done = load_or_split(db, cache, stream, left, &left_batch, expected, metrics)?;
+    let mut done = attempt(db, cache, stream, left, &left_batch, expected, metrics, false)?;
     // The right half builds on the offsets the left half stored.
     let mut after = expected.clone();
     for (p, range) in &left_batch.offsets {
         after.insert(*p, range.next());
     }
     let right_batch = Batch::from_records(right);
-    let more = load_or_split(db, cache, stream, right, &right_batch, &after, metrics)?;
+    let more = attempt(db, cache, stream, right, &right_batch, &after, metrics, false)?;
     done.absorb(more);
     Ok(done)
-}
-
-fn load_or_split(
-    db: &mut Db,
-    cache: &mut DimCache,
-    stream: &Stream,
-    records: &[OwnedRecord],
-    batch: &Batch,
-    expected: &BTreeMap<i32, i64>,
-    metrics: &Metrics,
-) -> Result<Loaded, LoadError> {
-    match load_batch(db, cache, stream, batch, expected) {
-        Err(LoadError::Db(e)) if e.code().is_some_and(caused_by_data) => {
-            split(db, cache, stream, records, expected, metrics)
-        }
-        other => other,
-    }
 }
 
 /// The one record the warehouse refuses: store it as a dead letter with the

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use shopstream_generator::summary::Summary;
 use shopstream_testkit::{
-    ChildGuard, TestSchema, brokers, create_topic, database_url, group_offsets, http_get, http_get_within,
-    pg, produce_raw, recreate_topic, unique, wait_until,
+    ChildGuard, TestSchema, brokers, create_topic, database_url, free_addr, group_offsets, http_get,
+    http_get_within, pg, produce_raw, recreate_topic, unique, wait_until,
 };
 
 const LOAD_TIMEOUT: Duration = Duration::from_secs(180);
@@ -838,12 +838,7 @@ async fn poison_records_become_dead_letters_and_never_stop_the_partition() {
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_answer_at_once_while_a_batch_waits_on_a_lock() {
     let sc = Scenario::new("w_probe", 1).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let _w = sc.worker_with("w1", &["--metrics-addr", &addr]);
     let a = addr.clone();
     tokio::task::spawn_blocking(move || {
@@ -925,12 +920,7 @@ async fn a_recreated_topic_is_loaded_from_its_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_blocked_past_the_poll_interval_keeps_the_partitions() {
     let sc = Scenario::new("w_blocked", 1).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let flags = [
         "--group-protocol",
         "cooperative",
@@ -1000,30 +990,26 @@ async fn the_first_order_and_the_newest_attributes_win_whatever_the_commit_order
     let _w = sc.worker("w1");
     let at = |t: &str| serde_json::Value::from(format!("2026-11-30T{t}Z"));
     let later = patched(&valid_purchase(77, 1, "5.00"), &[("/event_time", at("10:10:00"))]);
-    let newer_view = patched(
-        &valid_page_view(78),
-        &[
-            ("/event_time", at("10:30:00")),
-            ("/customer/city", "Paris".into()),
-            ("/product/product_id", "P9".into()),
-            ("/product/list_price", "10.00".into()),
-        ],
-    );
+    // Customer C78 and product P9 seen at `time` with these attributes.
+    let view = |time: &str, city: &str, price: &str| {
+        patched(
+            &valid_page_view(78),
+            &[
+                ("/event_time", at(time)),
+                ("/customer/city", city.into()),
+                ("/product/product_id", "P9".into()),
+                ("/product/list_price", price.into()),
+            ],
+        )
+    };
+    let newer_view = view("10:30:00", "Paris", "10.00");
     tokio::task::block_in_place(|| {
         produce_raw(&sc.topic, 0, &[(b"k", Some(&later)), (b"k", Some(&newer_view))])
     });
     sc.wait_loaded(2).await;
     // The older events arrive last.
     let earlier = patched(&valid_purchase(77, 3, "2.00"), &[("/event_time", at("10:05:00"))]);
-    let older_view = patched(
-        &valid_page_view(78),
-        &[
-            ("/event_time", at("10:00:00")),
-            ("/customer/city", "Lyon".into()),
-            ("/product/product_id", "P9".into()),
-            ("/product/list_price", "8.00".into()),
-        ],
-    );
+    let older_view = view("10:00:00", "Lyon", "8.00");
     tokio::task::block_in_place(|| {
         produce_raw(&sc.topic, 0, &[(b"k", Some(&earlier)), (b"k", Some(&older_view))])
     });
@@ -1063,14 +1049,6 @@ async fn the_first_order_and_the_newest_attributes_win_whatever_the_commit_order
 #[tokio::test(flavor = "multi_thread")]
 async fn combined_faults_recover_exactly_within_a_bounded_time() {
     let sc = Scenario::new("w_chaos", 6).await;
-    let addr = |_: usize| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        format!("127.0.0.1:{port}")
-    };
     let spawn = |slot: usize, incarnation: usize, addr: &str| {
         sc.worker_with(
             &format!("w{slot}-{incarnation}"),
@@ -1079,7 +1057,7 @@ async fn combined_faults_recover_exactly_within_a_bounded_time() {
     };
     let mut workers: Vec<(ChildGuard, String, usize)> = (0..3)
         .map(|i| {
-            let a = addr(i);
+            let a = free_addr();
             (spawn(i, 0, &a), a, 0)
         })
         .collect();

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shopstream_model::SchemaName;
-use shopstream_testkit::{ChildGuard, TestSchema, http_get, pg, wait_until};
+use shopstream_testkit::{ChildGuard, TestSchema, free_addr, http_get, pg, wait_until};
 use shopstream_worker::migrate::{MIGRATIONS, MigrateError, migrate};
 
 #[test]
@@ -91,12 +91,7 @@ fn worker() -> Command {
 
 #[test]
 fn without_a_warehouse_it_waits_unready_and_still_stops_promptly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut w = ChildGuard::spawn(
         "worker",
