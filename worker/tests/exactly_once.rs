@@ -169,6 +169,20 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// Terminate the PostgreSQL backends of this scenario's workers; how many.
+    async fn terminate_backends(&self) -> i64 {
+        let app = format!("shopstream-worker:{}", self.schema.name);
+        blocking(move || {
+            pg().query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+        })
+        .await
+    }
+
     /// Block until one of this scenario's workers waits on a lock.
     fn wait_for_lock_wait(&self) {
         let app = format!("shopstream-worker:{}", self.schema.name);
@@ -593,20 +607,10 @@ async fn terminated_database_backends_are_survived_without_loss_or_duplicates() 
     let _w = sc.worker("w1");
     let producing = sc.produce(50_000, 8_000, &[]);
     let terminator = async {
-        let app = format!("shopstream-worker:{}", sc.schema.name);
         let mut killed = 0;
         for threshold in [5_000_i64, 15_000, 30_000] {
             sc.wait_loaded_until(move |n| n >= threshold).await;
-            let app = app.clone();
-            killed += blocking(move || {
-                pg().query_one(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                    &[&app],
-                )
-                .unwrap()
-                .get::<_, i64>(0)
-            })
-            .await;
+            killed += sc.terminate_backends().await;
         }
         killed
     };
@@ -1063,7 +1067,6 @@ async fn combined_faults_recover_exactly_within_a_bounded_time() {
         .collect();
     let producing = sc.produce(150_000, 3_000, &[]);
     let done = std::sync::atomic::AtomicBool::new(false);
-    let app = format!("shopstream-worker:{}", sc.schema.name);
     let mut kills = 0;
     let mut terminated = 0;
     let mut liveness_restarts = 0;
@@ -1083,16 +1086,7 @@ async fn combined_faults_recover_exactly_within_a_bounded_time() {
                 *guard = spawn(slot, *incarnation, a);
                 kills += 1;
             } else {
-                let app = app.clone();
-                terminated += blocking(move || {
-                    pg().query_one(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-                        &[&app],
-                    )
-                    .unwrap()
-                    .get::<_, i64>(0)
-                })
-                .await;
+                terminated += sc.terminate_backends().await;
             }
         }
     };

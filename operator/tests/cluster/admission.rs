@@ -9,6 +9,8 @@ use crate::harness::*;
 
 #[test]
 fn e2e_admission_rejects_invalid_specs_and_the_operator_flags_the_rest() {
+    // The chart installs the CRD: without it there is nothing to admit.
+    let release = shared_release();
     let ns = Namespace::new("e2e-admission").with_warehouse_secret();
     let topic = dns_unique("e2e-admission");
     // (what is wrong, spec YAML, words the API server's answer must contain)
@@ -45,7 +47,7 @@ fn e2e_admission_rejects_invalid_specs_and_the_operator_flags_the_rest() {
     assert!(get("pipeline", &ns.name, "bad").is_none());
 
     // Valid to the schema, invalid to the operator.
-    let op = Operator::start(&OperatorArgs::scoped(shared_release(), &ns.name));
+    let op = Operator::start(&OperatorArgs::scoped(release, &ns.name));
     let reserved = pipeline_yaml("reserved", &topic, "").replace("schema: shop", "schema: pg_shop");
     apply_ok(&ns.name, &reserved);
     let p = wait_for(Duration::from_secs(60), "InvalidSpec condition", || {

@@ -216,6 +216,15 @@ pub fn helm(action: &str, release: &str, ns: &str, values: &Value) -> Value {
         "helm {action} {release} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    if action != "uninstall" {
+        // Helm returns once the CRD is created; the API serves it once Established.
+        kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/pipelines.shopstream.dev",
+            "--timeout=60s",
+        ]);
+    }
     serde_json::from_slice(&out.stdout).expect("helm_release printed JSON")
 }
 
