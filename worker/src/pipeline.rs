@@ -27,10 +27,15 @@ use crate::transform::{Batch, OffsetRange, OwnedRecord};
 const IDLE_POLL: Duration = Duration::from_millis(100);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
-/// How long one poll blocks while the loading thread is still busy.
 /// Every held position is committed to the group again this often.
 const RECOMMIT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long one poll blocks while the loading thread is still busy.
 const BUSY_POLL: Duration = Duration::from_millis(50);
+/// A batch waits this long for the loading thread before the consumer
+/// pauses its partitions and polls to stay in the group.
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
+/// One wait for the loading thread to report a finished batch.
+const HANDOVER_WAIT: Duration = Duration::from_millis(5);
 /// Log at most one consumer error per this interval (a down broker repeats).
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -479,13 +484,17 @@ impl ConsumerLoop {
     }
 
     /// Hand a batch to the loading thread. While it is still writing the
-    /// previous one (a lock wait, a slow disk), pause the partitions and keep
-    /// polling: the member stays in the group (no eviction past
-    /// `max.poll.interval.ms`, no rebalance storm) and rebalances are served.
-    /// A record that was already fetched joins the waiting batch.
+    /// previous one, wait for it to finish (the common case: a few ms, with
+    /// the prefetch queue kept full). If the wait grows past [`PAUSE_AFTER`]
+    /// (a lock wait, a slow disk), pause the partitions and keep polling: the
+    /// member stays in the group (no eviction past `max.poll.interval.ms`, no
+    /// rebalance storm) and rebalances are served. A record that was already
+    /// fetched joins the waiting batch.
     fn hand_over(&mut self, mut polled: Polled) -> Handed {
         let mut paused = false;
         let mut grown = false;
+        let generation = self.state.generation;
+        let waiting = Instant::now();
         let handed = loop {
             if grown {
                 polled.batch = Batch::from_records(&polled.records);
@@ -494,14 +503,24 @@ impl ConsumerLoop {
             if polled.batch.is_empty() {
                 break Handed::Nothing; // its partitions were all revoked meanwhile
             }
-            let job = Job {
-                polled,
-                generation: self.state.generation,
-            };
+            if self.state.generation != generation {
+                // A batch failed meanwhile: positions are re-read from the
+                // warehouse and these records polled again from there.
+                break Handed::Nothing;
+            }
+            let job = Job { polled, generation };
             match self.loader.jobs.try_send(job) {
                 Ok(()) => break Handed::Sent,
                 Err(TrySendError::Disconnected(_)) => break Handed::LoaderGone,
                 Err(TrySendError::Full(job)) => polled = job.polled,
+            }
+            if !paused && waiting.elapsed() < PAUSE_AFTER {
+                // The loader reports each batch as it finishes, then takes the next job.
+                if let Ok(done) = self.loader.done.recv_timeout(HANDOVER_WAIT) {
+                    self.state.in_flight = self.state.in_flight.saturating_sub(1);
+                    self.finished(done);
+                }
+                continue;
             }
             if !paused {
                 self.set_paused(true);
