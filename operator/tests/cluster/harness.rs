@@ -293,6 +293,8 @@ pub struct OperatorArgs<'a> {
     /// `Some(lease name)`: run with --leader-election.
     pub lease: Option<&'a str>,
     pub identity: &'a str,
+    /// `--cleanup-timeout` (the binary's default when `None`).
+    pub cleanup_timeout: Option<&'a str>,
 }
 
 impl<'a> OperatorArgs<'a> {
@@ -303,6 +305,7 @@ impl<'a> OperatorArgs<'a> {
             scale_interval: "2s",
             lease: None,
             identity: "e2e-operator",
+            cleanup_timeout: None,
         }
     }
 }
@@ -338,6 +341,9 @@ impl Operator {
             .stderr(log);
         if let Some(ns) = args.watch_namespace {
             cmd.args(["--watch-namespace", ns]);
+        }
+        if let Some(t) = args.cleanup_timeout {
+            cmd.args(["--cleanup-timeout", t]);
         }
         if let Some(lease) = args.lease {
             cmd.args([

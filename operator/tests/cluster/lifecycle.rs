@@ -91,3 +91,51 @@ fn e2e_a_namespace_deletion_that_took_the_kafka_secret_first_still_completes() {
     // Without credentials the topic cannot go: it stays, nothing hangs.
     assert_eq!(topic_partitions(&topic), Some(2));
 }
+
+#[test]
+fn e2e_deleting_a_pipeline_whose_broker_is_gone_finishes_after_the_cleanup_timeout() {
+    let ns = Namespace::new("e2e-gone").with_warehouse_secret();
+    let op = Operator::start(&OperatorArgs {
+        cleanup_timeout: Some("10s"),
+        ..OperatorArgs::scoped(shared_release(), &ns.name)
+    });
+    let topic = dns_unique("e2e-gone");
+    // Nothing listens on port 1: every Kafka call fails, as with a broker gone for good.
+    let yaml = pipeline_yaml("shop", &topic, "").replace(&shopstream_testkit::brokers(), "127.0.0.1:1");
+    apply_ok(&ns.name, &yaml);
+    wait_for(Duration::from_secs(60), "the finalizer", || {
+        get("pipeline", &ns.name, "shop")
+            .filter(|p| {
+                p["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+            })
+            .map(|_| ())
+            .ok_or_else(|| op.log_tail())
+    });
+    kubectl_ok(&["delete", "pipeline", "shop", "-n", &ns.name, "--timeout=90s"]);
+    assert!(get("pipeline", &ns.name, "shop").is_none());
+    let events = kubectl_json(&[
+        "get",
+        "events",
+        "-n",
+        &ns.name,
+        "--field-selector",
+        "reason=TopicKept",
+    ]);
+    let note = events["items"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // "... deleting the Pipeline anyway after Ns": it retried for the timeout first.
+    let waited: u64 = note
+        .rsplit("after ")
+        .next()
+        .and_then(|t| t.trim_end_matches('s').parse().ok())
+        .unwrap_or(0);
+    assert!(
+        note.contains("kept topic") && waited >= 10,
+        "a Warning Event says what was left behind, after the timeout: {note:?}\n{}",
+        op.log_tail()
+    );
+}
