@@ -167,6 +167,11 @@ impl Shared {
         )
     }
 
+    /// Whether some held partition waits to be positioned.
+    pub fn any_unsynced(&self) -> bool {
+        self.partitions().values().any(|p| !p.synced)
+    }
+
     /// Forget positions: the loop re-reads them from the warehouse and seeks.
     pub fn mark_unsynced(&self) {
         for pos in self.partitions().values_mut() {

@@ -9,7 +9,6 @@ use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::BorrowedMessage;
@@ -223,14 +222,14 @@ impl ConsumerLoop {
 
     /// Tell the watchdog the loop turns, and whether partitions wait.
     fn beat(&self) {
-        let unsynced = self.shared.partitions().values().any(|p| !p.synced);
+        let unsynced = self.shared.any_unsynced();
         if let Ok(mut p) = self.shared.progress.lock() {
             p.beat(Instant::now(), unsynced);
         }
     }
 
     fn needs_repair(&self) -> bool {
-        !self.shared.connected() || self.shared.partitions().values().any(|p| !p.synced)
+        !self.shared.connected() || self.shared.any_unsynced()
     }
 
     /// Handle finished batches; with `wait`, until none is in flight.
@@ -417,14 +416,7 @@ impl ConsumerLoop {
                 None => IDLE_POLL,
             };
             let message = self.consumer.poll(timeout);
-            if self.shared.epoch() != self.state.cursor_epoch {
-                let lost = consumer::lost_partitions(&self.shared.partitions(), &polled.leases);
-                if !lost.is_empty() {
-                    tracing::debug!(partitions = ?lost, "dropping the records of revoked partitions from the batch");
-                    polled.without(&lost);
-                }
-                Self::refresh_cursor(&self.shared, &mut self.state);
-            }
+            Self::follow_rebalance(&self.shared, &mut self.state, &mut polled);
             match message {
                 None => {
                     if deadline.is_none() {
@@ -457,6 +449,22 @@ impl ConsumerLoop {
             .records_consumed
             .inc_by(polled.batch.records as u64);
         polled
+    }
+
+    /// After a poll: if the assignment changed, drop the records of revoked
+    /// partitions from the batch being built and refresh the cursors.
+    /// Returns whether it changed.
+    fn follow_rebalance(shared: &Shared, state: &mut State, polled: &mut Polled) -> bool {
+        if shared.epoch() == state.cursor_epoch {
+            return false;
+        }
+        let lost = consumer::lost_partitions(&shared.partitions(), &polled.leases);
+        if !lost.is_empty() {
+            tracing::debug!(partitions = ?lost, "dropping the records of revoked partitions from the batch");
+            polled.without(&lost);
+        }
+        Self::refresh_cursor(shared, state);
+        true
     }
 
     /// Add a polled record to the batch if it is the next one of a held,
@@ -529,12 +537,7 @@ impl ConsumerLoop {
             }
             self.beat();
             let message = self.consumer.poll(BUSY_POLL);
-            if self.shared.epoch() != self.state.cursor_epoch {
-                let lost = consumer::lost_partitions(&self.shared.partitions(), &polled.leases);
-                if !lost.is_empty() {
-                    polled.without(&lost);
-                }
-                Self::refresh_cursor(&self.shared, &mut self.state);
+            if Self::follow_rebalance(&self.shared, &mut self.state, &mut polled) {
                 // Partitions assigned meanwhile start unpaused; pause them too.
                 self.set_paused(true);
             }
