@@ -55,12 +55,12 @@ psql_q "CREATE SCHEMA $copy_schema; CREATE TABLE $copy_schema.fact_sales (LIKE $
 psql "$DB_URL" -Atqc "COPY (
     SELECT gen_random_uuid(), 1, event_id, session_id, customer_key, product_key, date_key, time_key,
            'USD', 'card', coalesce(quantity, 1), list_price, 0::numeric, list_price, list_price, false,
-           event_time, now(), kafka_partition, kafka_offset
+           event_time, now(), kafka_partition, kafka_offset, device_key, channel_key
     FROM $schema.fact_activity
     UNION ALL
     SELECT order_id, line_number, event_id, session_id, customer_key, product_key, date_key, time_key,
            currency, payment_method, quantity, unit_price, discount_amount, line_total, net_amount,
-           is_first_order, event_time, loaded_at, kafka_partition, kafka_offset
+           is_first_order, event_time, loaded_at, kafka_partition, kafka_offset, device_key, channel_key
     FROM $schema.fact_sales) TO STDOUT (FORMAT binary)" >"$work/facts.bin"
 # The COPY runs in one backend that exits with psql: read its CPU from inside
 # the session, after the COPY and before the end.

@@ -48,4 +48,16 @@ cargo test -p shopstream-operator --test cluster --locked --no-fail-fast -- --te
 
 echo "== chart checks (Helm engine via helm-python-sdk, kubernetes-validate)"
 "$venv/bin/python" -m pytest -q charts/tests || status=$?
+
+# The image, built without Docker, and run read-only as its UID from its own
+# root filesystem (release build: cached in CARGO_TARGET_DIR between runs).
+echo "== image: build (umoci, skopeo) and smoke test"
+if image="$(scripts/build-image.sh)"; then
+  echo "$image"
+  layout="$(sed -n 's/^oci-layout: //p' <<<"$image")"
+  tag="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+  scripts/smoke-image.sh "$layout" "$tag" || status=$?
+else
+  status=1
+fi
 exit "$status"

@@ -2,6 +2,12 @@
 
 use clap::Parser;
 use clap::error::ErrorKind;
+use shopstream_model::SchemaName;
+
+/// `--schema`: a warehouse schema name, validated as the CRD does.
+pub fn parse_schema(s: &str) -> Result<SchemaName, String> {
+    SchemaName::parse(s).map_err(|e| e.to_string())
+}
 
 /// Parse `std::env::args` (and `SHOPSTREAM_*` env vars). On a bad flag or
 /// value, print the error *and* the usage line, then exit with status 2.

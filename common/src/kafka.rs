@@ -4,92 +4,61 @@
 //! Kubernetes the operator fills the env vars from the Pipeline's credentials
 //! Secret, so secrets never appear in a pod spec or a log line.
 
+use shopstream_model::envvar;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use rdkafka::ClientConfig;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use thiserror::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum SecurityProtocol {
-    #[default]
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
+pub use shopstream_model::kafka::{SaslMechanism, SecurityProtocol};
+
+fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {
+    s.parse()
+        .map_err(|e: shopstream_model::kafka::UnknownName| e.to_string())
 }
 
-impl SecurityProtocol {
-    fn as_librdkafka(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "plaintext",
-            SecurityProtocol::Ssl => "ssl",
-            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
-            SecurityProtocol::SaslSsl => "sasl_ssl",
-        }
-    }
-
-    fn uses_sasl(self) -> bool {
-        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SaslMechanism {
-    #[value(name = "PLAIN")]
-    Plain,
-    #[value(name = "SCRAM-SHA-256")]
-    ScramSha256,
-    #[value(name = "SCRAM-SHA-512")]
-    ScramSha512,
-}
-
-impl SaslMechanism {
-    fn as_librdkafka(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        }
-    }
+fn parse_mechanism(s: &str) -> Result<SaslMechanism, String> {
+    s.parse()
+        .map_err(|e: shopstream_model::kafka::UnknownName| e.to_string())
 }
 
 #[derive(Clone, Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers, comma-separated host:port.
-    #[arg(long, env = "SHOPSTREAM_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(long, env = envvar::BROKERS, default_value = "127.0.0.1:9092")]
     pub brokers: String,
 
-    /// Kafka security protocol.
-    #[arg(long, env = "SHOPSTREAM_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t)]
+    #[arg(long, env = envvar::KAFKA_SECURITY_PROTOCOL, default_value = "plaintext", value_parser = parse_protocol,
+          help = "Kafka security protocol: plaintext, ssl, sasl-plaintext or sasl-ssl")]
     pub kafka_security_protocol: SecurityProtocol,
 
-    /// SASL mechanism (with a sasl_* security protocol).
-    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_MECHANISM", value_enum)]
+    #[arg(long, env = envvar::KAFKA_SASL_MECHANISM, value_parser = parse_mechanism,
+          help = "SASL mechanism (with a sasl-* security protocol): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")]
     pub kafka_sasl_mechanism: Option<SaslMechanism>,
 
     /// SASL username.
-    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_USERNAME")]
+    #[arg(long, env = envvar::KAFKA_SASL_USERNAME)]
     pub kafka_sasl_username: Option<String>,
 
     /// SASL password (prefer the env var: flags show up in process listings).
-    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = envvar::KAFKA_SASL_PASSWORD, hide_env_values = true)]
     pub kafka_sasl_password: Option<String>,
 
     /// PEM file of CA certificates to verify the brokers with.
-    #[arg(long, env = "SHOPSTREAM_KAFKA_CA_FILE")]
+    #[arg(long, env = envvar::KAFKA_CA_FILE)]
     pub kafka_ca_file: Option<String>,
 
     /// PEM client certificate for mutual TLS.
-    #[arg(long, env = "SHOPSTREAM_KAFKA_CERT_FILE")]
+    #[arg(long, env = envvar::KAFKA_CERT_FILE)]
     pub kafka_cert_file: Option<String>,
 
     /// PEM client key for mutual TLS.
-    #[arg(long, env = "SHOPSTREAM_KAFKA_KEY_FILE")]
+    #[arg(long, env = envvar::KAFKA_KEY_FILE)]
     pub kafka_key_file: Option<String>,
 }
 
@@ -162,7 +131,7 @@ impl KafkaArgs {
             // Partitions added to a topic reach producers and consumers at the
             // next metadata refresh: seconds, not librdkafka's default 5 minutes.
             .set("topic.metadata.refresh.interval.ms", "5000")
-            .set("security.protocol", self.kafka_security_protocol.as_librdkafka());
+            .set("security.protocol", self.kafka_security_protocol.librdkafka());
         if self.kafka_security_protocol.uses_sasl() {
             let mechanism = self.kafka_sasl_mechanism.ok_or_else(|| {
                 KafkaError::Settings("a sasl_* security protocol needs --kafka-sasl-mechanism".into())
@@ -172,7 +141,7 @@ impl KafkaArgs {
                     "SASL needs a username and password (SHOPSTREAM_KAFKA_SASL_USERNAME / _PASSWORD)".into(),
                 ));
             };
-            cfg.set("sasl.mechanism", mechanism.as_librdkafka())
+            cfg.set("sasl.mechanism", mechanism.as_str())
                 .set("sasl.username", user)
                 .set("sasl.password", password);
         } else if self.kafka_sasl_mechanism.is_some() {

@@ -9,5 +9,6 @@ pub mod http;
 pub mod kafka;
 pub mod logging;
 pub mod pg;
+pub mod produced;
 pub mod shutdown;
 pub mod topics;

@@ -2,6 +2,7 @@
 //! it (certificates verified only when a CA is given), an application name,
 //! keepalives, and a printable target that never shows the password.
 
+use shopstream_model::envvar;
 use std::fmt;
 use std::time::Duration;
 
@@ -27,11 +28,11 @@ pub enum DbError {
 pub struct DatabaseArgs {
     /// Warehouse connection URL, e.g. postgres://user:pass@host:5432/db?sslmode=require.
     /// Prefer the env var: flags show up in process listings.
-    #[arg(long, env = "SHOPSTREAM_DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = envvar::DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
 
     /// PEM CA bundle to verify the PostgreSQL server certificate with.
-    #[arg(long, env = "SHOPSTREAM_DATABASE_CA_FILE")]
+    #[arg(long, env = envvar::DATABASE_CA_FILE)]
     pub database_ca_file: Option<String>,
 }
 

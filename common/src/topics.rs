@@ -38,6 +38,39 @@ pub enum TopicChange {
     },
 }
 
+impl TopicChange {
+    /// What ensuring `topic` did, in a sentence (the local runtime prints it,
+    /// the operator's Events carry it).
+    pub fn describe(&self, topic: &str) -> String {
+        match self {
+            TopicChange::Created { partitions } => {
+                format!("created topic {topic} with {partitions} partitions")
+            }
+            TopicChange::Unchanged { partitions } => {
+                format!("topic {topic} exists with {partitions} partitions")
+            }
+            TopicChange::Grown { from, to } => format!("grew topic {topic} from {from} to {to} partitions"),
+            TopicChange::CannotShrink { current, requested } => format!(
+                "spec asks for {requested} partitions but topic {topic} has {current}; Kafka cannot remove partitions"
+            ),
+            TopicChange::CannotGrow {
+                current,
+                requested,
+                reason,
+            } => format!("could not grow topic {topic} from {current} to {requested} partitions: {reason}"),
+        }
+    }
+
+    /// Partitions the topic has now.
+    pub fn partitions(&self) -> i32 {
+        match self {
+            TopicChange::Created { partitions } | TopicChange::Unchanged { partitions } => *partitions,
+            TopicChange::Grown { to, .. } => *to,
+            TopicChange::CannotShrink { current, .. } | TopicChange::CannotGrow { current, .. } => *current,
+        }
+    }
+}
+
 /// The admin client and what a metadata lookup needs, shared with the
 /// blocking pool.
 struct Client {

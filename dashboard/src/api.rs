@@ -118,7 +118,10 @@ impl App {
 
     /// Readiness: the warehouse answers and the schema has the rollups.
     pub async fn check_warehouse(&self) -> Result<(), String> {
-        let sql = format!("SELECT 1 FROM {} LIMIT 1", self.schema.table("agg_sales_minute"));
+        let sql = format!(
+            "SELECT 1 FROM {} LIMIT 1",
+            self.schema.table(shopstream_model::warehouse::AGG_SALES_MINUTE)
+        );
         let client = self.client().await.map_err(|e| e.message)?;
         self.query(client, async |c, _| c.query(&sql, &[]).await.map(|_| ()))
             .await

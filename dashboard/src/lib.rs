@@ -3,56 +3,19 @@
 //! few seconds, and the small JSON API behind every panel (`/api/...`).
 
 pub mod api;
+pub mod cli;
 pub mod queries;
+
+pub use cli::Cli;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use shopstream_common::logging::LogFormat;
-use shopstream_common::pg::{DatabaseArgs, DbError, DbSettings};
+use shopstream_common::pg::{DbError, DbSettings};
 use shopstream_common::{http, shutdown};
-use shopstream_model::SchemaName;
 use thiserror::Error;
-
-#[derive(Clone, Parser)]
-#[command(
-    name = "shopstream-dashboard",
-    version,
-    about = "Live e-commerce analytics over a Shopstream warehouse",
-    after_help = "Every flag can also be set with the SHOPSTREAM_* environment variable shown."
-)]
-pub struct Cli {
-    /// Address to serve the page, the API and /metrics on.
-    #[arg(long, env = "SHOPSTREAM_LISTEN", default_value = "0.0.0.0:8080")]
-    pub listen: SocketAddr,
-
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-
-    /// Warehouse schema of the pipeline.
-    #[arg(long, env = "SHOPSTREAM_SCHEMA", default_value = "shopstream", value_parser = parse_schema)]
-    pub schema: SchemaName,
-
-    /// How often the page refreshes itself.
-    #[arg(long, env = "SHOPSTREAM_REFRESH_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub refresh_seconds: u64,
-
-    /// Longest an API request waits for the warehouse before answering 504
-    /// (the server stops the statement too).
-    #[arg(long, env = "SHOPSTREAM_QUERY_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub query_timeout_seconds: u64,
-
-    /// Log format.
-    #[arg(long, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t)]
-    pub log_format: LogFormat,
-}
-
-fn parse_schema(s: &str) -> Result<SchemaName, String> {
-    SchemaName::parse(s).map_err(|e| e.to_string())
-}
 
 #[derive(Debug, Error)]
 pub enum DashboardError {

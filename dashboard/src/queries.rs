@@ -194,8 +194,8 @@ pub async fn summary(
                       coalesce(sum(units), 0)::bigint AS units
                FROM {hour}) t
          LEFT JOIN (SELECT *, bucket >= $2 AS cur FROM {minute} WHERE bucket >= $1 AND bucket < $3) m ON true",
-        minute = s.table("agg_sales_minute"),
-        hour = s.table("agg_sales_hour"),
+        minute = s.table(shopstream_model::warehouse::AGG_SALES_MINUTE),
+        hour = s.table(shopstream_model::warehouse::AGG_SALES_HOUR),
     );
     let r = c
         .query_one(&sql, &[&w.previous_start, &w.current_start, &w.end])
@@ -281,8 +281,8 @@ pub async fn top_products(
          FROM {a} a JOIN {p} p USING (product_key)
          ORDER BY {order}, p.product_id
          LIMIT $1",
-        a = s.table("agg_product"),
-        p = s.table("dim_product"),
+        a = s.table(shopstream_model::warehouse::AGG_PRODUCT),
+        p = s.table(shopstream_model::warehouse::DIM_PRODUCT),
     );
     let rows = c.query(&sql, &[&limit]).await?;
     Ok(rows
@@ -314,8 +314,8 @@ pub async fn categories(
          FROM {a} a JOIN {p} p USING (product_key)
          GROUP BY p.category
          ORDER BY 2 DESC, 1",
-        a = s.table("agg_product"),
-        p = s.table("dim_product"),
+        a = s.table(shopstream_model::warehouse::AGG_PRODUCT),
+        p = s.table(shopstream_model::warehouse::DIM_PRODUCT),
     );
     let rows = c.query(&sql, &[]).await?;
     Ok(rows
@@ -336,8 +336,8 @@ pub async fn funnel(c: &impl GenericClient, s: &SchemaName) -> Result<Funnel, to
         "SELECT (SELECT coalesce(sum(page_views), 0)::bigint FROM {act}),
                 (SELECT coalesce(sum(cart_adds), 0)::bigint FROM {act}),
                 (SELECT coalesce(sum(orders), 0)::bigint FROM {sales})",
-        act = s.table("agg_activity_hour"),
-        sales = s.table("agg_sales_hour"),
+        act = s.table(shopstream_model::warehouse::AGG_ACTIVITY_HOUR),
+        sales = s.table(shopstream_model::warehouse::AGG_SALES_HOUR),
     );
     let r = c.query_one(&sql, &[]).await?;
     let (views, carts, purchases): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
@@ -357,7 +357,7 @@ pub async fn customers(c: &impl GenericClient, s: &SchemaName) -> Result<Custome
         "SELECT coalesce(sum(new_orders), 0)::bigint, coalesce(sum(new_net), 0),
                 coalesce(sum(orders), 0)::bigint, coalesce(sum(net), 0)
          FROM {}",
-        s.table("agg_sales_hour")
+        s.table(shopstream_model::warehouse::AGG_SALES_HOUR)
     );
     let r = c.query_one(&sql, &[]).await?;
     let (new_orders, new_net, orders, net): (i64, Decimal, i64, Decimal) =
@@ -366,7 +366,7 @@ pub async fn customers(c: &impl GenericClient, s: &SchemaName) -> Result<Custome
         .query(
             &format!(
                 "SELECT country, segment, orders, net FROM {} ORDER BY net DESC, country, segment",
-                s.table("agg_geo")
+                s.table(shopstream_model::warehouse::AGG_GEO)
             ),
             &[],
         )
@@ -403,8 +403,8 @@ pub async fn hours(c: &impl GenericClient, s: &SchemaName) -> Result<Vec<HourOfD
          SELECT h.hour, coalesce(act.v, 0)::bigint, coalesce(act.c, 0)::bigint, coalesce(sales.o, 0)::bigint
          FROM h LEFT JOIN act USING (hour) LEFT JOIN sales USING (hour)
          ORDER BY h.hour",
-        act = s.table("agg_activity_hour"),
-        sales = s.table("agg_sales_hour"),
+        act = s.table(shopstream_model::warehouse::AGG_ACTIVITY_HOUR),
+        sales = s.table(shopstream_model::warehouse::AGG_SALES_HOUR),
     );
     let rows = c.query(&sql, &[]).await?;
     Ok(rows
@@ -431,9 +431,9 @@ pub async fn freshness(c: &impl GenericClient, s: &SchemaName) -> Result<Freshne
                          ORDER BY event_time DESC LIMIT 200) x),
                 (SELECT count(*) FROM {dead} WHERE received_at >= now() - interval '1 hour'),
                 now()",
-        act = s.table("fact_activity"),
-        offsets = s.table("ingest_offsets"),
-        dead = s.table("dead_letter"),
+        act = s.table(shopstream_model::warehouse::FACT_ACTIVITY),
+        offsets = s.table(shopstream_model::warehouse::INGEST_OFFSETS),
+        dead = s.table(shopstream_model::warehouse::DEAD_LETTER),
     );
     let r = c.query_one(&sql, &[]).await?;
     Ok(Freshness {

@@ -34,7 +34,7 @@ async fn current_and_previous_windows_take_exactly_their_minutes() {
                     &format!(
                         "INSERT INTO {} (bucket, orders, units, gross, discounts, net, new_orders, new_net)
                          VALUES ($1, $2, $3, $4, 0, $4, 0, 0)",
-                        name.table("agg_sales_minute")
+                        name.table(shopstream_model::warehouse::AGG_SALES_MINUTE)
                     ),
                     &[&bucket, &orders, &units, &net],
                 )
@@ -44,8 +44,8 @@ async fn current_and_previous_windows_take_exactly_their_minutes() {
                 "INSERT INTO {} SELECT date_trunc('hour', bucket, 'UTC'), sum(orders), sum(units), sum(gross),
                         sum(discounts), sum(net), sum(new_orders), sum(new_net)
                  FROM {} GROUP BY 1",
-                name.table("agg_sales_hour"),
-                name.table("agg_sales_minute")
+                name.table(shopstream_model::warehouse::AGG_SALES_HOUR),
+                name.table(shopstream_model::warehouse::AGG_SALES_MINUTE)
             ))
             .expect("hourly rollup rows");
         })

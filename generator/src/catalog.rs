@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand_distr::weighted::WeightedIndex;
 use rand_distr::{Distribution, LogNormal};
 use rust_decimal::Decimal;
-use shopstream_model::{Customer, Product};
+use shopstream_model::{Customer, Gender, Product};
 
 #[derive(Debug, Clone, Copy)]
 enum Locale {
@@ -154,6 +154,19 @@ const COUNTRIES: &[Country] = &[
 ];
 
 const SEGMENTS: &[(&str, u32)] = &[("consumer", 72), ("small_business", 18), ("enterprise", 10)];
+/// Online shoppers split about evenly; a few do not say.
+const GENDERS: &[(Gender, u32)] = &[(Gender::Female, 50), (Gender::Male, 47), (Gender::Unspecified, 3)];
+/// Age at sign-up (youngest, oldest, weight): online shoppers are mostly
+/// 25-44, with long tails either side (the shape of the age shares in
+/// Statista's and Pew's online-shopping surveys).
+const AGE_BANDS: &[(u32, u32, u32)] = &[
+    (18, 24, 14),
+    (25, 34, 25),
+    (35, 44, 22),
+    (45, 54, 17),
+    (55, 64, 13),
+    (65, 80, 9),
+];
 
 pub(crate) struct Category {
     pub name: &'static str,
@@ -356,8 +369,9 @@ pub struct Catalog {
 impl Catalog {
     /// Build the population; depends only on the RNG's state.
     pub fn generate<R: Rng>(rng: &mut R, customers: usize, products: usize) -> Self {
-        let customers = (0..customers).map(|i| customer(rng, i)).collect();
-        let mut products: Vec<_> = (0..products).map(|i| product(rng, i)).collect();
+        let draws = Draws::new();
+        let customers = (0..customers).map(|i| customer(rng, &draws, i)).collect();
+        let mut products: Vec<_> = (0..products).map(|i| product(rng, &draws, i)).collect();
         // Popularity is by position (see `traffic`); shuffle so that the best
         // sellers are spread across categories and ids.
         products.shuffle(rng);
@@ -369,14 +383,48 @@ fn pick<'a, R: Rng, T>(rng: &mut R, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
 
-fn weighted<'a, R: Rng, T>(rng: &mut R, items: &'a [T], weight: impl Fn(&T) -> u32) -> &'a T {
-    // The tables are non-empty constants with positive weights.
-    let dist = WeightedIndex::new(items.iter().map(weight)).expect("static weights are valid");
-    &items[dist.sample(rng)]
+/// A weighted table and its distribution, built once per world (a world
+/// has hundreds of thousands of customers; a start-up is waited for).
+struct Weighted<T: 'static> {
+    items: &'static [T],
+    dist: WeightedIndex<u32>,
 }
 
-fn customer<R: Rng>(rng: &mut R, index: usize) -> Customer<'static> {
-    let country = weighted(rng, COUNTRIES, |c| c.weight);
+impl<T> Weighted<T> {
+    fn new(items: &'static [T], weight: impl Fn(&T) -> u32) -> Self {
+        // The tables are non-empty constants with positive weights.
+        let dist = WeightedIndex::new(items.iter().map(weight)).expect("static weights are valid");
+        Self { items, dist }
+    }
+
+    fn pick<R: Rng>(&self, rng: &mut R) -> &'static T {
+        &self.items[self.dist.sample(rng)]
+    }
+}
+
+/// The weighted tables a world is drawn from.
+struct Draws {
+    countries: Weighted<Country>,
+    segments: Weighted<(&'static str, u32)>,
+    genders: Weighted<(Gender, u32)>,
+    ages: Weighted<(u32, u32, u32)>,
+    categories: Weighted<Category>,
+}
+
+impl Draws {
+    fn new() -> Self {
+        Self {
+            countries: Weighted::new(COUNTRIES, |c| c.weight),
+            segments: Weighted::new(SEGMENTS, |s| s.1),
+            genders: Weighted::new(GENDERS, |g| g.1),
+            ages: Weighted::new(AGE_BANDS, |b| b.2),
+            categories: Weighted::new(CATEGORIES, |c| c.weight),
+        }
+    }
+}
+
+fn customer<R: Rng>(rng: &mut R, draws: &Draws, index: usize) -> Customer<'static> {
+    let country = draws.countries.pick(rng);
     let (first, last): (String, String) = match country.locale {
         Locale::En => (FirstName(EN).fake_with_rng(rng), LastName(EN).fake_with_rng(rng)),
         Locale::De => (
@@ -410,13 +458,18 @@ fn customer<R: Rng>(rng: &mut R, index: usize) -> Customer<'static> {
     };
     let provider: String = FreeEmailProvider(EN).fake_with_rng(rng);
     let local = email_local_part(&first, &last, index);
-    let segment = weighted(rng, SEGMENTS, |s| s.1).0;
+    let segment = draws.segments.pick(rng).0;
     // u^0.6 skews signups towards the end of the window: the shop is growing.
     let u: f64 = rng.random();
     let days = (u.powf(0.6) * SIGNUP_SPAN_DAYS as f64) as i64;
     let (y, m, d) = SIGNUP_START;
     let signup_date =
         NaiveDate::from_ymd_opt(y, m, d).expect("valid constant date") + chrono::Days::new(days as u64);
+    // Drawn after everything else, so a seed's earlier attributes stay as they were.
+    let gender = draws.genders.pick(rng).0;
+    let &(youngest, oldest, _) = draws.ages.pick(rng);
+    let age_days = rng.random_range(u64::from(youngest) * 365..(u64::from(oldest) + 1) * 365);
+    let birth_date = signup_date - chrono::Days::new(age_days);
     Customer {
         customer_id: format!("C{index:07}").into(),
         name: name.into(),
@@ -425,6 +478,8 @@ fn customer<R: Rng>(rng: &mut R, index: usize) -> Customer<'static> {
         country: country.code.into(),
         segment: segment.into(),
         signup_date,
+        gender: Some(gender),
+        birth_date: Some(birth_date),
     }
 }
 
@@ -455,8 +510,8 @@ fn email_local_part(first: &str, last: &str, index: usize) -> String {
     }
 }
 
-fn product<R: Rng>(rng: &mut R, index: usize) -> Product<'static> {
-    let category = weighted(rng, CATEGORIES, |c| c.weight);
+fn product<R: Rng>(rng: &mut R, draws: &Draws, index: usize) -> Product<'static> {
+    let category = draws.categories.pick(rng);
     let brand = *pick(rng, category.brands);
     let noun = *pick(rng, category.nouns);
     let adjective = *pick(rng, ADJECTIVES);
@@ -528,6 +583,21 @@ mod tests {
             (1_200..1_700).contains(&consumers),
             "consumer share {consumers}/2000"
         );
+        // Genders about even, ages 18-80 at sign-up and mostly 25-44.
+        let female = c
+            .customers
+            .iter()
+            .filter(|c| c.gender == Some(Gender::Female))
+            .count();
+        assert!((850..1_150).contains(&female), "female share {female}/2000");
+        let ages: Vec<i64> = c
+            .customers
+            .iter()
+            .map(|c| (c.signup_date - c.birth_date.expect("every customer has one")).num_days() / 365)
+            .collect();
+        assert!(ages.iter().all(|a| (18..=81).contains(a)), "{ages:?}");
+        let core = ages.iter().filter(|a| (25..45).contains(*a)).count();
+        assert!((800..1_150).contains(&core), "25-44 share {core}/2000");
     }
 
     #[test]

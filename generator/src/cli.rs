@@ -1,6 +1,7 @@
 //! Command-line flags; each has a `SHOPSTREAM_*` environment equivalent so a
 //! Kubernetes Deployment can configure the generator through env vars.
 
+use shopstream_model::envvar;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,88 +22,88 @@ pub struct Cli {
     pub kafka: KafkaArgs,
 
     /// Topic to produce to (it must exist).
-    #[arg(long, env = "SHOPSTREAM_TOPIC", default_value = "shopstream-events")]
+    #[arg(long, env = envvar::TOPIC, default_value = "shopstream-events")]
     pub topic: String,
 
     /// Target events per second; 0 means as fast as possible.
-    #[arg(long, env = "SHOPSTREAM_RATE", default_value_t = 1000.0, value_parser = parse_rate)]
+    #[arg(long, env = envvar::RATE, default_value_t = 1000.0, value_parser = parse_rate)]
     pub rate: f64,
 
     /// Load profile YAML (`stages: [{durationSeconds, eventsPerSecond, ramp}]`); overrides --rate.
-    #[arg(long, env = "SHOPSTREAM_PROFILE", conflicts_with = "rate")]
+    #[arg(long, env = envvar::PROFILE, conflicts_with = "rate")]
     pub profile: Option<PathBuf>,
 
     /// The load profile as YAML text (what the operator passes to its pods).
-    #[arg(long, env = "SHOPSTREAM_PROFILE_INLINE", conflicts_with_all = ["rate", "profile"])]
+    #[arg(long, env = envvar::PROFILE_INLINE, conflicts_with_all = ["rate", "profile"])]
     pub profile_inline: Option<String>,
 
     /// When the profile started (RFC 3339); a producer starting later joins
     /// the profile where it is. Defaults to now.
-    #[arg(long, env = "SHOPSTREAM_PROFILE_START")]
+    #[arg(long, env = envvar::PROFILE_START)]
     pub profile_start: Option<chrono::DateTime<chrono::Utc>>,
 
     /// This producer is one of ceil(rate / N) identical pods and produces its
     /// share of the rate or profile (N events/s at most).
-    #[arg(long, env = "SHOPSTREAM_RATE_PER_REPLICA", value_parser = parse_positive)]
+    #[arg(long, env = envvar::RATE_PER_REPLICA, value_parser = parse_positive)]
     pub rate_per_replica: Option<f64>,
 
     /// After the run ends, keep serving /metrics until SIGTERM instead of
     /// exiting (a Deployment would restart an exited pod).
-    #[arg(long, env = "SHOPSTREAM_KEEP_ALIVE")]
+    #[arg(long, env = envvar::KEEP_ALIVE)]
     pub keep_alive: bool,
 
     /// Stop after this many messages (valid and invalid).
-    #[arg(long, env = "SHOPSTREAM_TOTAL")]
+    #[arg(long, env = envvar::TOTAL)]
     pub total: Option<u64>,
 
     /// Stop after this long, e.g. `90s` or `10m`.
-    #[arg(long, env = "SHOPSTREAM_DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::DURATION, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
 
     /// Seed of the customer population, catalog and traffic: same seed,
     /// instance and total give the same events (timestamps aside).
-    #[arg(long, env = "SHOPSTREAM_SEED", default_value_t = 1)]
+    #[arg(long, env = envvar::SEED, default_value_t = 1)]
     pub seed: u64,
 
     /// Name of this producer; instances with different names never share
     /// event or order ids. Defaults to the host name (the pod name in Kubernetes).
-    #[arg(long, env = "SHOPSTREAM_INSTANCE")]
+    #[arg(long, env = envvar::INSTANCE)]
     pub instance: Option<String>,
 
     /// Size of the customer population.
-    #[arg(long, env = "SHOPSTREAM_CUSTOMERS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000_000))]
+    #[arg(long, env = envvar::CUSTOMERS, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=50_000_000))]
     pub customers: u32,
 
     /// Size of the product catalog.
-    #[arg(long, env = "SHOPSTREAM_PRODUCTS", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    #[arg(long, env = envvar::PRODUCTS, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub products: u32,
 
     /// Share of messages that are deliberately invalid, 0 to 1.
-    #[arg(long, env = "SHOPSTREAM_INVALID_RATIO", default_value_t = 0.0, value_parser = parse_ratio)]
+    #[arg(long, env = envvar::INVALID_RATIO, default_value_t = 0.0, value_parser = parse_ratio)]
     pub invalid_ratio: f64,
 
     /// Write the JSON audit here at the end (and on SIGTERM/SIGINT).
-    #[arg(long, env = "SHOPSTREAM_SUMMARY_FILE")]
+    #[arg(long, env = envvar::SUMMARY_FILE)]
     pub summary_file: Option<PathBuf>,
 
     /// Serve Prometheus /metrics and /healthz on this address, e.g. 0.0.0.0:9100.
-    #[arg(long, env = "SHOPSTREAM_METRICS_ADDR")]
+    #[arg(long, env = envvar::METRICS_ADDR)]
     pub metrics_addr: Option<SocketAddr>,
 
     /// Log format.
-    #[arg(long, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(long, env = envvar::LOG_FORMAT, value_enum, default_value_t)]
     pub log_format: LogFormat,
 
     /// How often to log a progress line.
-    #[arg(long, env = "SHOPSTREAM_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::PROGRESS_INTERVAL, default_value = "5s", value_parser = humantime::parse_duration)]
     pub progress_interval: Duration,
 
     /// How long Kafka may take to acknowledge a message before it counts as lost.
-    #[arg(long, env = "SHOPSTREAM_DELIVERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::DELIVERY_TIMEOUT, default_value = "60s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
 
     /// How long to wait for the brokers at start-up.
-    #[arg(long, env = "SHOPSTREAM_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::CONNECT_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use rand::Rng;
 use serde_json::{Value, json};
-use shopstream_model::{ErrorKind, Event, EventType};
+use shopstream_model::{ErrorKind, Event, EventType, READABLE_SCHEMA_VERSIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InvalidKind {
@@ -115,13 +115,21 @@ pub fn corrupt<R: Rng>(rng: &mut R, event: &Event<'_>, kind: InvalidKind) -> Vec
                     v["event_type"] = json!("add_to_cart");
                     v["quantity"] = json!(quantity);
                 }
+                EventType::OrderCompleted | EventType::OrderCanceled | EventType::OrderRefunded => {
+                    v["event_type"] = json!("order_refunded");
+                    v["order_update"]["reason"] = json!("damaged");
+                    v["order_update"]["refunds"] =
+                        json!([{"line_number": 1, "quantity": quantity, "amount": "1.00"}]);
+                }
             }
         }
         InvalidKind::UnknownEventType => {
             v["event_type"] = json!(["refund", "wishlist_add", "checkout_start"][rng.random_range(0..3)]);
         }
         InvalidKind::UnknownSchemaVersion => {
-            v["schema_version"] = json!(rng.random_range(2..=9_u32));
+            // A version from the future: beyond every one this build reads.
+            let newest = *READABLE_SCHEMA_VERSIONS.end();
+            v["schema_version"] = json!(rng.random_range(newest + 1..=newest + 8));
         }
     }
     serde_json::to_vec(&v).expect("values always serialise")

@@ -2,11 +2,13 @@
 //!
 //! A seeded world ([`catalog`]) of customers and products, shoppers moving
 //! through a funnel ([`traffic`]), optional bad input ([`invalid`]), a pacer
-//! that follows a rate or load profile ([`pacing`]), an idempotent Kafka
+//! that follows a rate or load profile ([`pacing`]), as one of a group of
+//! pods ([`group`]), an idempotent Kafka
 //! producer ([`producer`]) and an audit of what was delivered ([`summary`]).
 
 pub mod catalog;
 pub mod cli;
+pub mod group;
 pub mod invalid;
 pub mod metrics;
 pub mod pacing;

@@ -12,6 +12,7 @@ pub struct Metrics {
     events: IntCounterVec,
     invalid: IntCounterVec,
     pub delivery_errors: IntCounter,
+    pub delivery_in_doubt: IntCounter,
     pub sent: IntCounter,
     pub target_rate: Gauge,
     pub achieved_rate: Gauge,
@@ -42,6 +43,11 @@ impl Metrics {
             "Messages that permanently failed delivery",
         )
         .expect("valid metric");
+        let delivery_in_doubt = IntCounter::new(
+            "shopstream_generator_delivery_in_doubt_total",
+            "Messages sent but never acknowledged (the broker may have stored them)",
+        )
+        .expect("valid metric");
         let sent = IntCounter::new(
             "shopstream_generator_sent_total",
             "Messages handed to the Kafka producer",
@@ -66,6 +72,7 @@ impl Metrics {
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(invalid.clone()),
             Box::new(delivery_errors.clone()),
+            Box::new(delivery_in_doubt.clone()),
             Box::new(sent.clone()),
             Box::new(target_rate.clone()),
             Box::new(achieved_rate.clone()),
@@ -86,6 +93,7 @@ impl Metrics {
             events,
             invalid,
             delivery_errors,
+            delivery_in_doubt,
             sent,
             target_rate,
             achieved_rate,

@@ -98,6 +98,63 @@ impl ProfileClock {
         Self::new(profile, 0.0, None)
     }
 
+    /// The same clock joined `offset` seconds into the profile: set when the
+    /// producing loop starts, so time spent connecting is not lost.
+    pub fn joined_at(mut self, offset: f64) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Events the whole group owes from the profile's start up to `t`
+    /// seconds after this producer joined.
+    pub fn group_due(&self, t: f64) -> f64 {
+        let x = self.offset + t;
+        if x <= 0.0 {
+            0.0
+        } else {
+            self.profile.events_until(x)
+        }
+    }
+
+    /// Pods the group has at `t` (what the runtimes run for the rate then).
+    pub fn group_pods(&self, t: f64) -> u32 {
+        let x = (self.offset + t).max(0.0);
+        let rate = match self.profile.position(x) {
+            Some(p) => p.rate,
+            // Finished: the pods of the last stage settle the last deficit.
+            None => self
+                .profile
+                .stages
+                .last()
+                .map_or(0.0, |s| s.events_per_second as f64),
+        };
+        match &self.share {
+            Some(s) => shopstream_model::profile::replicas_for(rate, s.rate_per_replica),
+            None => u32::from(rate > 0.0),
+        }
+    }
+
+    /// Most one pod catches up (or holds back) beyond its share: a wrong
+    /// count (a second producer, retention) must not turn into a flood.
+    pub fn catch_up_limit(&self) -> f64 {
+        let per_pod = match &self.share {
+            Some(s) => s.rate_per_replica,
+            None => self
+                .profile
+                .stages
+                .iter()
+                .map(|s| s.events_per_second)
+                .max()
+                .unwrap_or(0) as f64,
+        };
+        per_pod * CATCH_UP_SECONDS
+    }
+
+    /// Events this producer's own share owes `t` seconds after it joined.
+    pub fn own_due(&self, t: f64) -> f64 {
+        self.events_until(t)
+    }
+
     fn rate(&self, t: f64) -> Option<f64> {
         let x = self.offset + t;
         if x < 0.0 {
@@ -173,6 +230,45 @@ impl Schedule {
             _ => false,
         }
     }
+}
+
+/// Seconds of one pod's rate it may add or hold back to correct the group.
+const CATCH_UP_SECONDS: f64 = 30.0;
+
+/// One look at how the whole group of pods is doing against the profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupReading {
+    /// Events the profile asks of the group since its start.
+    pub group_due: f64,
+    /// Events the topic gained since the profile's start (every pod's).
+    pub produced: u64,
+    /// Pods sharing the rate now.
+    pub pods: u32,
+    /// This pod's messages acknowledged by the broker so far.
+    pub acked: u64,
+    /// What this pod's own share owes so far.
+    pub own_due: f64,
+    pub limit: f64,
+}
+
+/// Events this pod should send beyond its own share (negative: hold back),
+/// so that the group's total follows the profile's integral although pods
+/// start late, crash or restart. Each of `pods` takes an equal part of the
+/// group's shortfall; the result is absolute, not accumulated, so a pod that
+/// could not keep up does not build a backlog that floods later. Its own
+/// unacknowledged messages are missing from `produced` and from `acked`
+/// alike, so they are not asked for twice.
+pub fn group_extra(r: &GroupReading) -> i64 {
+    if r.pods == 0 {
+        return 0;
+    }
+    let part = ((r.group_due - r.produced as f64) / f64::from(r.pods)).clamp(-r.limit, r.limit);
+    (r.acked as f64 + part - r.own_due).round() as i64
+}
+
+/// Sent count as the pacer should see it, after the group's correction.
+pub fn effective_sent(sent: u64, extra: i64) -> u64 {
+    (sent as i64).saturating_sub(extra).max(0) as u64
 }
 
 /// What the producing loop should do next.
@@ -344,6 +440,112 @@ mod tests {
             t += 0.05;
         }
         assert!((total - 10_000.0).abs() < 60.0, "{total}");
+    }
+
+    #[test]
+    fn the_group_shares_its_shortfall_and_never_asks_twice() {
+        let reading = |group_due: f64, produced: u64, pods: u32, acked: u64, own_due: f64| GroupReading {
+            group_due,
+            produced,
+            pods,
+            acked,
+            own_due,
+            limit: 30_000.0,
+        };
+        // (case, reading, extra events for this pod)
+        let cases = [
+            // Everyone on schedule: nothing to add.
+            ("on schedule", reading(10_000.0, 10_000, 2, 5_000, 5_000.0), 0),
+            // A pod started 4 s late at 1000/s: the two running split 4000.
+            ("late pod", reading(12_000.0, 8_000, 3, 4_000, 4_000.0), 1_333),
+            // This pod joined late: its own share is small but the group is whole.
+            ("late joiner", reading(12_000.0, 12_000, 3, 500, 500.0), 0),
+            // 300 of this pod's messages await acks: not asked for again.
+            ("in flight", reading(10_000.0, 9_700, 1, 9_700, 10_000.0), 0),
+            // A pod already sent its part of an earlier shortfall: not again.
+            (
+                "already made up",
+                reading(12_000.0, 12_000, 3, 5_333, 4_000.0),
+                1_333,
+            ),
+            // Ahead (a pod of the previous revision still sending): hold back.
+            ("ahead", reading(10_000.0, 12_000, 2, 5_000, 5_000.0), -1_000),
+            // A wildly wrong count is capped.
+            ("capped", reading(1e9, 0, 1, 0, 0.0), 30_000),
+            ("no pods", reading(10.0, 0, 0, 0, 0.0), 0),
+        ];
+        for (name, r, expected) in cases {
+            assert_eq!(group_extra(&r), expected, "{name}");
+        }
+        assert_eq!(effective_sent(100, 30), 70);
+        assert_eq!(effective_sent(100, -30), 130);
+        assert_eq!(effective_sent(10, 30), 0);
+    }
+
+    #[test]
+    fn late_pods_are_made_up_by_the_group() {
+        // Ramp 1000 -> 10000/s over 60 s at 1000/s per pod. Each new pod starts
+        // 3 s after the profile asks for it; the others correct every 0.5 s.
+        let profile = load_profile(&[(1, 1_000, false), (60, 10_000, true)]);
+        let rpr = 1_000.0;
+        let group = ProfileClock::new(profile.clone(), 0.0, Some(rpr));
+        let dt = 0.01;
+        let mut pods: Vec<(ProfileClock, u64, i64)> = Vec::new(); // clock, sent, extra
+        let mut t = 0.0;
+        let mut produced = 0_u64;
+        let mut next_round = 0.0;
+        while t < 61.0 {
+            // Pods start late: the k-th pod only 3 s after it is due.
+            let wanted = group.group_pods((t - 3.0_f64).max(0.0)) as usize;
+            while pods.len() < wanted.max(1) {
+                pods.push((ProfileClock::new(profile.clone(), t, Some(rpr)), 0, 0));
+            }
+            let round = t >= next_round;
+            if round {
+                next_round += 0.5;
+            }
+            for (clock, sent, extra) in pods.iter_mut() {
+                let joined = clock.offset;
+                let local = t - joined;
+                if round {
+                    *extra = group_extra(&GroupReading {
+                        group_due: group.group_due(t),
+                        produced,
+                        pods: group.group_pods(t),
+                        acked: *sent,
+                        own_due: clock.own_due(local),
+                        limit: clock.catch_up_limit(),
+                    });
+                }
+                if let Pace::Send(n) = next(
+                    &Schedule::Profile(clock.clone()),
+                    Duration::from_secs_f64(local),
+                    effective_sent(*sent, *extra),
+                ) {
+                    *sent += n;
+                    produced += n;
+                }
+            }
+            t += dt;
+        }
+        let expected = group.group_due(61.0);
+        assert!((expected - 331_000.0).abs() < 1.0, "{expected}");
+        let error = (produced as f64 - expected).abs() / expected;
+        assert!(error < 0.005, "produced {produced} of {expected}");
+        // Without the correction the same late starts fall short by more than 1%.
+        let mut alone = 0.0;
+        let mut t = 0.0;
+        while t < 61.0 {
+            let running = group.group_pods((t - 3.0_f64).max(0.0)).max(1);
+            let share = group.group_pods(t).max(1);
+            let rate = profile.position(t).map_or(0.0, |p| p.rate);
+            alone += rate / f64::from(share) * f64::from(running.min(share)) * dt;
+            t += dt;
+        }
+        assert!(
+            (expected - alone) / expected > 0.01,
+            "uncorrected {alone} of {expected}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::bindings;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
@@ -29,6 +30,9 @@ pub enum ProducerError {
 
 pub struct DeliveryContext {
     tally: Mutex<Tally>,
+    /// Sent but never answered: the broker may or may not have stored them.
+    in_doubt: Mutex<Tally>,
+    acked: AtomicU64,
     failures: AtomicU64,
     metrics: Metrics,
 }
@@ -37,6 +41,8 @@ impl DeliveryContext {
     fn new(metrics: Metrics) -> Self {
         Self {
             tally: Mutex::new(Tally::default()),
+            in_doubt: Mutex::new(Tally::default()),
+            acked: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             metrics,
         }
@@ -46,8 +52,35 @@ impl DeliveryContext {
         self.tally.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    pub fn in_doubt(&self) -> Tally {
+        self.in_doubt.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Messages the broker acknowledged so far.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    fn record_delivered(&self, contribution: &Contribution) {
+        self.tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(contribution);
+        self.acked.fetch_add(1, Ordering::Relaxed);
+        self.metrics.delivered(contribution);
+    }
+
+    fn record_in_doubt(&self, reason: &dyn std::fmt::Display, contribution: &Contribution) {
+        let mut in_doubt = self.in_doubt.lock().unwrap_or_else(|p| p.into_inner());
+        in_doubt.add(contribution);
+        self.metrics.delivery_in_doubt.inc();
+        if in_doubt.messages() <= LOGGED_FAILURES {
+            tracing::warn!(error = %reason, in_doubt = in_doubt.messages(), "message sent but never acknowledged; the broker may have stored it");
+        }
     }
 
     fn record_failure(&self, reason: &dyn std::fmt::Display) {
@@ -70,15 +103,34 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, contribution: Box<Contribution>) {
         match result {
-            Ok(_) => {
-                self.tally
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .add(&contribution);
-                self.metrics.delivered(&contribution);
-            }
-            Err((err, _)) => self.record_failure(err),
+            Ok(_) => self.record_delivered(&contribution),
+            // SAFETY: the message of this delivery report, alive for the call.
+            Err((err, msg)) => match outcome(unsafe { bindings::rd_kafka_message_status(msg.ptr()) }) {
+                Delivery::Stored => self.record_delivered(&contribution),
+                Delivery::InDoubt => self.record_in_doubt(err, &contribution),
+                Delivery::Lost => self.record_failure(err),
+            },
         }
+    }
+}
+
+/// What a failed delivery report means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Stored,
+    /// Sent, but no answer came (purged in flight at shutdown, or timed out):
+    /// counted apart, so an audit can accept it present or absent.
+    InDoubt,
+    /// Never sent (purged from the queue) or refused: not in the topic.
+    Lost,
+}
+
+/// librdkafka tracks whether a message may have reached the broker.
+fn outcome(status: bindings::rd_kafka_msg_status_t) -> Delivery {
+    match status {
+        bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_PERSISTED => Delivery::Stored,
+        bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED => Delivery::InDoubt,
+        bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Delivery::Lost,
     }
 }
 
@@ -165,7 +217,8 @@ impl ShopProducer {
     }
 
     /// Wait up to `timeout` for outstanding deliveries. Whatever is still
-    /// unacknowledged then is purged, which reports it as a delivery failure.
+    /// unacknowledged then is purged: queued messages are reported lost,
+    /// messages in flight in doubt (see [`Delivery`]).
     pub fn flush(&self, timeout: Duration) {
         if let Err(e) = self.inner.flush(timeout) {
             tracing::warn!(
@@ -176,6 +229,24 @@ impl ShopProducer {
             self.inner.purge(PurgeConfig::default().queue().inflight());
             // Purged messages come back through the delivery callback as errors.
             let _ = self.inner.flush(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindings::rd_kafka_msg_status_t as S;
+
+    #[test]
+    fn a_failed_report_is_lost_only_when_the_message_never_left() {
+        let cases = [
+            (S::RD_KAFKA_MSG_STATUS_NOT_PERSISTED, Delivery::Lost),
+            (S::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED, Delivery::InDoubt),
+            (S::RD_KAFKA_MSG_STATUS_PERSISTED, Delivery::Stored),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(outcome(status), expected, "{status:?}");
         }
     }
 }

@@ -15,12 +15,14 @@ use thiserror::Error;
 
 use crate::catalog::Catalog;
 use crate::cli::Cli;
+use crate::group;
 use crate::invalid::{self, InvalidKind};
 use crate::metrics::Metrics;
 use crate::pacing::{self, Pace, ProfileClock, Schedule};
 use crate::producer::{ProducerError, ShopProducer};
-use crate::summary::{Contribution, RunInfo, StopReason, Summary, SummaryError};
+use crate::summary::{self, Contribution, RunInfo, SummaryError};
 use crate::traffic::{Behaviour, Traffic};
+use shopstream_model::summary::{StopReason, Summary};
 
 /// Longest a shutdown on a signal waits for acknowledgements: Kubernetes
 /// kills the pod 30 s after SIGTERM by default.
@@ -62,13 +64,9 @@ pub fn load_schedule(cli: &Cli) -> Result<Schedule, GeneratorError> {
     if let Some(profile) = profile {
         // Joining a profile that started earlier (a pod of a Pipeline) starts
         // from where the profile is now, not from its beginning.
-        let offset = cli
-            .profile_start
-            .map(|start| (Utc::now() - start).num_milliseconds() as f64 / 1000.0)
-            .unwrap_or(0.0);
         return Ok(Schedule::Profile(ProfileClock::new(
             profile,
-            offset,
+            profile_offset(cli, Utc::now()),
             cli.rate_per_replica,
         )));
     }
@@ -78,6 +76,13 @@ pub fn load_schedule(cli: &Cli) -> Result<Schedule, GeneratorError> {
         (r, Some(per_replica)) => Schedule::Constant(shopstream_model::profile::share_of(r, per_replica)),
         (r, None) => Schedule::Constant(r),
     })
+}
+
+/// Seconds into the profile at `now` (0 for a producer starting it).
+fn profile_offset(cli: &Cli, now: chrono::DateTime<Utc>) -> f64 {
+    cli.profile_start
+        .map(|start| (now - start).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0)
 }
 
 fn read_profile(path: &Path) -> Result<LoadProfile, GeneratorError> {
@@ -115,7 +120,7 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
-    let schedule = load_schedule(&cli)?;
+    let mut schedule = load_schedule(&cli)?;
     let instance = cli.instance();
     let metrics = Metrics::new();
     let stop = StopFlag::new();
@@ -167,18 +172,43 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
 
     let started_at = Utc::now();
     let started = Instant::now();
+    let extra = group::Extra::default();
+    if let Schedule::Profile(clock) = &schedule {
+        // Joined where the profile is now, after connecting and building the catalog.
+        let clock = clock.clone().joined_at(profile_offset(&cli, started_at));
+        if let Some(since) = cli.profile_start {
+            let pacer = {
+                let (kafka, topic, timeout) = (cli.kafka.clone(), cli.topic.clone(), cli.connect_timeout);
+                tokio::task::spawn_blocking(move || {
+                    group::GroupPacer::connect(&kafka, &topic, partitions, since, timeout)
+                })
+                .await
+                .map_err(|_| GeneratorError::Panicked)??
+            };
+            let (clock, producer, extra, stop) =
+                (clock.clone(), producer.clone(), extra.clone(), stop.clone());
+            std::thread::spawn(move || pacer.run(clock, started, producer, extra, stop));
+        }
+        schedule = Schedule::Profile(clock);
+    }
     let loop_handle = {
-        let (producer, stop, metrics, schedule, cli) = (
+        let (producer, stop, metrics, schedule, cli, extra) = (
             producer.clone(),
             stop.clone(),
             metrics.clone(),
             schedule.clone(),
             cli.clone(),
+            extra.clone(),
         );
         tokio::task::spawn_blocking(move || {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(traffic_seed);
             let traffic = Traffic::new(&catalog, Behaviour::default(), &mut rng);
-            let stopped_by = produce(&cli, traffic, rng, &schedule, &producer, &stop, &metrics, started);
+            let pace = Pacing {
+                schedule: &schedule,
+                extra: &extra,
+                started,
+            };
+            let stopped_by = produce(&cli, traffic, rng, &pace, &producer, &stop, &metrics);
             (stopped_by, started.elapsed())
         })
     };
@@ -218,7 +248,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
     progress.abort();
 
     let ctx = producer.context();
-    let summary = Summary::new(
+    let summary = summary::build(
         &ctx.tally(),
         RunInfo {
             instance: &instance,
@@ -229,10 +259,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
             producing_seconds: producing.as_secs_f64(),
             stopped_by,
             delivery_failures: ctx.failures(),
+            in_doubt: &ctx.in_doubt(),
         },
     );
     if let Some(path) = &cli.summary_file {
-        summary.write(path)?;
+        summary::write(&summary, path)?;
     }
     tracing::info!(
         messages = summary.messages_total,
@@ -242,6 +273,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
         net_revenue = %summary.net_revenue,
         rate = format!("{:.0}", summary.events_per_second),
         delivery_failures = summary.delivery_failures,
+        in_doubt = summary.in_doubt.messages,
         stopped_by = ?summary.stopped_by,
         "generator finished"
     );
@@ -254,18 +286,25 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
     Ok(Outcome { summary })
 }
 
+/// What the hot loop paces against.
+struct Pacing<'a> {
+    schedule: &'a Schedule,
+    /// The group's correction (zero for a lone producer).
+    extra: &'a group::Extra,
+    started: Instant,
+}
+
 /// The hot loop, on a blocking thread: pace, generate, serialise, send.
-#[allow(clippy::too_many_arguments)]
 fn produce(
     cli: &Cli,
     mut traffic: Traffic<'_>,
     mut rng: Xoshiro256PlusPlus,
-    schedule: &Schedule,
+    pace: &Pacing<'_>,
     producer: &ShopProducer,
     stop: &StopFlag,
     metrics: &Metrics,
-    started: Instant,
 ) -> StopReason {
+    let (schedule, started) = (pace.schedule, pace.started);
     let mut buf = Vec::with_capacity(4096);
     let mut sent: u64 = 0;
     loop {
@@ -280,7 +319,7 @@ fn produce(
         if remaining == Some(0) {
             return StopReason::Total;
         }
-        let n = match pacing::next(schedule, elapsed, sent) {
+        let n = match pacing::next(schedule, elapsed, pacing::effective_sent(sent, pace.extra.get())) {
             Pace::Done => return StopReason::Profile,
             Pace::Wait(d) => {
                 std::thread::sleep(d);

@@ -1,12 +1,11 @@
 //! The audit: what was delivered, counted from delivery reports only, so it is
 //! the ground truth a warehouse can be reconciled against.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+pub use shopstream_model::summary::{InDoubt, StopReason, Summary};
 use shopstream_model::{Event, EventType};
 use thiserror::Error;
 
@@ -49,7 +48,7 @@ impl Contribution {
 /// Running totals of delivered messages.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tally {
-    pub by_type: [u64; 3],
+    pub by_type: [u64; EventType::ALL.len()],
     pub order_lines: u64,
     pub units: i64,
     pub gross: Decimal,
@@ -91,51 +90,19 @@ impl Tally {
 }
 
 fn type_index(t: EventType) -> usize {
-    match t {
-        EventType::PageView => 0,
-        EventType::AddToCart => 1,
-        EventType::Purchase => 2,
+    EventType::ALL.iter().position(|a| *a == t).unwrap_or_default()
+}
+
+/// The in-doubt section from the tally of the messages in doubt.
+pub fn in_doubt_of(t: &Tally) -> InDoubt {
+    InDoubt {
+        messages: t.messages(),
+        order_lines: t.order_lines,
+        units: t.units,
+        net_revenue: t.gross - t.discount,
+        activity_events: t.count(EventType::PageView) + t.count(EventType::AddToCart),
+        invalid: t.invalid.total(),
     }
-}
-
-/// Why production ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Total,
-    Duration,
-    Profile,
-    Signal,
-    Error,
-}
-
-/// The `--summary-file` document. Money is decimal strings; `events_*` count
-/// valid events, `invalid_*` the deliberately bad messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub instance: String,
-    pub seed: u64,
-    pub topic: String,
-    pub events_total: u64,
-    pub events_by_type: BTreeMap<String, u64>,
-    pub order_lines: u64,
-    pub units: i64,
-    pub gross_revenue: Decimal,
-    pub discount_total: Decimal,
-    pub net_revenue: Decimal,
-    pub invalid_total: u64,
-    pub invalid_by_kind: BTreeMap<String, u64>,
-    pub messages_total: u64,
-    /// Messages the broker never acknowledged; non-zero means data was lost.
-    pub delivery_failures: u64,
-    pub stopped_by: StopReason,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    pub duration_seconds: f64,
-    /// Time spent producing (start-up and the final flush excluded).
-    pub producing_seconds: f64,
-    /// Delivered messages per second while producing.
-    pub events_per_second: f64,
 }
 
 pub struct RunInfo<'a> {
@@ -147,70 +114,71 @@ pub struct RunInfo<'a> {
     pub producing_seconds: f64,
     pub stopped_by: StopReason,
     pub delivery_failures: u64,
+    pub in_doubt: &'a Tally,
 }
 
-impl Summary {
-    pub fn new(tally: &Tally, run: RunInfo<'_>) -> Self {
-        let duration_seconds = (run.finished_at - run.started_at)
-            .to_std()
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        let events_by_type = EventType::ALL
-            .iter()
-            .map(|t| (t.as_str().to_string(), tally.count(*t)))
-            .collect();
-        let invalid_by_kind = InvalidKind::ALL
-            .iter()
-            .map(|k| (k.as_str().to_string(), tally.invalid.get(*k)))
-            .collect();
-        let messages = tally.messages();
-        Self {
-            instance: run.instance.to_string(),
-            seed: run.seed,
-            topic: run.topic.to_string(),
-            events_total: tally.events(),
-            events_by_type,
-            order_lines: tally.order_lines,
-            units: tally.units,
-            gross_revenue: tally.gross,
-            discount_total: tally.discount,
-            net_revenue: tally.gross - tally.discount,
-            invalid_total: tally.invalid.total(),
-            invalid_by_kind,
-            messages_total: messages,
-            delivery_failures: run.delivery_failures,
-            stopped_by: run.stopped_by,
-            started_at: run.started_at,
-            finished_at: run.finished_at,
-            duration_seconds,
-            producing_seconds: run.producing_seconds,
-            events_per_second: if run.producing_seconds > 0.0 {
-                messages as f64 / run.producing_seconds
-            } else {
-                0.0
-            },
-        }
+/// The summary of a run from the tally of what was acknowledged.
+pub fn build(tally: &Tally, run: RunInfo<'_>) -> Summary {
+    let duration_seconds = (run.finished_at - run.started_at)
+        .to_std()
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let events_by_type = EventType::ALL
+        .iter()
+        .map(|t| (t.as_str().to_string(), tally.count(*t)))
+        .collect();
+    let invalid_by_kind = InvalidKind::ALL
+        .iter()
+        .map(|k| (k.as_str().to_string(), tally.invalid.get(*k)))
+        .collect();
+    let messages = tally.messages();
+    Summary {
+        instance: run.instance.to_string(),
+        seed: run.seed,
+        topic: run.topic.to_string(),
+        events_total: tally.events(),
+        events_by_type,
+        order_lines: tally.order_lines,
+        units: tally.units,
+        gross_revenue: tally.gross,
+        discount_total: tally.discount,
+        net_revenue: tally.gross - tally.discount,
+        invalid_total: tally.invalid.total(),
+        invalid_by_kind,
+        messages_total: messages,
+        delivery_failures: run.delivery_failures,
+        in_doubt: in_doubt_of(run.in_doubt),
+        stopped_by: run.stopped_by,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        duration_seconds,
+        producing_seconds: run.producing_seconds,
+        events_per_second: if run.producing_seconds > 0.0 {
+            messages as f64 / run.producing_seconds
+        } else {
+            0.0
+        },
     }
+}
 
-    /// Write atomically (temp file + rename): readers never see half a file.
-    pub fn write(&self, path: &Path) -> Result<(), SummaryError> {
-        let json = serde_json::to_vec_pretty(self).map_err(SummaryError::Encode)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| SummaryError::Write {
-                path: path.display().to_string(),
-                source,
-            })
-    }
-
-    pub fn read(path: &Path) -> Result<Self, SummaryError> {
-        let bytes = std::fs::read(path).map_err(|source| SummaryError::Write {
+/// Write atomically (temp file + rename): readers never see half a file.
+pub fn write(summary: &Summary, path: &Path) -> Result<(), SummaryError> {
+    let json = summary.to_json().map_err(SummaryError::Encode)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| SummaryError::Write {
             path: path.display().to_string(),
             source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(SummaryError::Encode)
-    }
+        })
+}
+
+pub fn read(path: &Path) -> Result<Summary, SummaryError> {
+    let bytes = std::fs::read(path).map_err(|source| SummaryError::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Summary::from_json(&bytes).map_err(SummaryError::Encode)
 }
 
 #[derive(Debug, Error)]
@@ -245,7 +213,7 @@ mod tests {
         });
         t.add(&Contribution::Invalid(InvalidKind::WrongType));
         let now = Utc::now();
-        let s = Summary::new(
+        let s = build(
             &t,
             RunInfo {
                 instance: "gen-0",
@@ -256,6 +224,7 @@ mod tests {
                 producing_seconds: 2.0,
                 stopped_by: StopReason::Total,
                 delivery_failures: 0,
+                in_doubt: &Tally::default(),
             },
         );
         assert_eq!(s.events_total, 2);
@@ -266,6 +235,18 @@ mod tests {
         assert_eq!(s.invalid_by_kind.len(), 6);
         assert_eq!(s.net_revenue, dec!(40.98));
         assert!((s.events_per_second - 1.5).abs() < 1e-9);
+        assert_eq!(s.in_doubt, InDoubt::default());
+        assert_eq!(
+            in_doubt_of(&t),
+            InDoubt {
+                messages: 3,
+                order_lines: 2,
+                units: 3,
+                net_revenue: dec!(40.98),
+                activity_events: 1,
+                invalid: 1,
+            }
+        );
 
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(
@@ -276,7 +257,8 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("summary.json");
-        s.write(&path).unwrap();
-        assert_eq!(Summary::read(&path).unwrap(), s);
+        write(&s, &path).unwrap();
+        assert_eq!(read(&path).unwrap(), s);
+        assert_eq!(s.activity_events(), 1);
     }
 }

@@ -6,12 +6,12 @@
 //! session's own events stay in order and share the customer key, so they
 //! keep their order within a Kafka partition.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use rand::Rng;
 use rand_distr::weighted::WeightedIndex;
 use rand_distr::{Distribution, Geometric, Zipf};
 use rust_decimal::{Decimal, RoundingStrategy};
-use shopstream_model::{Event, EventType, LineItem, Order, SCHEMA_VERSION};
+use shopstream_model::{Channel, Device, Event, EventType, LineItem, Order, SCHEMA_VERSION};
 use uuid::Uuid;
 
 use crate::catalog::Catalog;
@@ -64,10 +64,40 @@ const PAYMENT_METHODS: &[(&str, u32)] = &[
 ];
 /// Cart quantities 1..=5 with these weights.
 const QUANTITY_WEIGHTS: &[u32] = &[75, 17, 5, 2, 1];
+/// Where sessions come from, in the proportions e-commerce benchmarks
+/// report (Wolfgang Digital's E-commerce KPI Benchmarks: organic and paid
+/// search and direct bring most sessions; social, referral and e-mail the rest).
+const CHANNELS: &[(Channel, u32)] = &[
+    (Channel::OrganicSearch, 33),
+    (Channel::Direct, 25),
+    (Channel::PaidSearch, 20),
+    (Channel::Social, 9),
+    (Channel::Referral, 7),
+    (Channel::Email, 6),
+];
+/// Device shares by part of the (UTC) day: phones bring most sessions at
+/// every hour (about 60-70% of e-commerce traffic in Salesforce's Shopping
+/// Index), desktops peak in working hours, tablets and TVs in the evening.
+const DEVICES: [Device; 5] = [
+    Device::Mobile,
+    Device::Pc,
+    Device::Laptop,
+    Device::Tablet,
+    Device::SmartTv,
+];
+const DEVICE_WEIGHTS_BY_DAY_PART: [[u32; 5]; 4] = [
+    [72, 6, 10, 9, 3],  // night, 0-5 h
+    [60, 16, 14, 8, 2], // morning, 6-11 h
+    [55, 20, 16, 7, 2], // afternoon, 12-17 h
+    [62, 8, 14, 11, 5], // evening, 18-23 h
+];
 
 struct Session {
     id: Uuid,
     customer: usize,
+    channel: Channel,
+    /// Drawn at the session's first event, by the hour it happens.
+    device: Option<Device>,
     views_left: u64,
     /// A viewed product the shopper is about to add to the cart.
     pending_cart: Option<usize>,
@@ -83,6 +113,8 @@ pub struct Traffic<'c> {
     extra_views: Geometric,
     quantity: WeightedIndex<u32>,
     payment: WeightedIndex<u32>,
+    channel: WeightedIndex<u32>,
+    device: [WeightedIndex<u32>; 4],
 }
 
 impl<'c> Traffic<'c> {
@@ -102,6 +134,8 @@ impl<'c> Traffic<'c> {
             extra_views,
             quantity: WeightedIndex::new(QUANTITY_WEIGHTS).expect("static weights"),
             payment: WeightedIndex::new(PAYMENT_METHODS.iter().map(|p| p.1)).expect("static weights"),
+            channel: WeightedIndex::new(CHANNELS.iter().map(|c| c.1)).expect("static weights"),
+            device: DEVICE_WEIGHTS_BY_DAY_PART.map(|w| WeightedIndex::new(w).expect("static weights")),
         };
         for _ in 0..traffic.behaviour.concurrent_sessions.max(1) {
             let s = traffic.new_session(rng);
@@ -114,6 +148,8 @@ impl<'c> Traffic<'c> {
         Session {
             id: random_uuid(rng),
             customer: self.customer_rank.sample(rng) as usize - 1,
+            channel: CHANNELS[self.channel.sample(rng)].0,
+            device: None,
             views_left: 1 + self.extra_views.sample(rng).min(MAX_VIEWS),
             pending_cart: None,
             cart: Vec::new(),
@@ -135,7 +171,10 @@ impl<'c> Traffic<'c> {
     fn advance<R: Rng>(&mut self, slot: usize, rng: &mut R, now: DateTime<Utc>) -> Option<Event<'c>> {
         let catalog = self.catalog;
         let session = &mut self.sessions[slot];
-        let (session_id, customer) = (session.id, session.customer);
+        let device = *session
+            .device
+            .get_or_insert_with(|| DEVICES[self.device[now.hour() as usize / 6].sample(rng)]);
+        let (session_id, customer, channel) = (session.id, session.customer, session.channel);
         let base = move |event_type| Event {
             schema_version: SCHEMA_VERSION,
             event_id: Uuid::nil(),
@@ -146,6 +185,9 @@ impl<'c> Traffic<'c> {
             product: None,
             quantity: None,
             order: None,
+            order_update: None,
+            device: Some(device),
+            channel: Some(channel),
         };
         let mut event = if let Some(p) = session.pending_cart.take() {
             let quantity = self.quantity.sample(rng) as i64 + 1;
@@ -228,6 +270,10 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     fn events(n: usize, seed: u64) -> Vec<Event<'static>> {
+        events_at(n, seed, Utc::now())
+    }
+
+    fn events_at(n: usize, seed: u64, now: DateTime<Utc>) -> Vec<Event<'static>> {
         let catalog: &'static Catalog = Box::leak(Box::new(Catalog::generate(
             &mut Xoshiro256PlusPlus::seed_from_u64(1),
             5_000,
@@ -235,7 +281,6 @@ mod tests {
         )));
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut t = Traffic::new(catalog, Behaviour::default(), &mut rng);
-        let now = Utc::now();
         (0..n).map(|_| t.next_event(&mut rng, now)).collect()
     }
 
@@ -266,6 +311,48 @@ mod tests {
         assert!((0.04..0.12).contains(&carts), "carts {carts}");
         assert!((0.01..0.06).contains(&purchases), "purchases {purchases}");
         assert!(views > carts && carts > purchases, "a funnel narrows");
+    }
+
+    #[test]
+    fn devices_follow_the_hour_and_sessions_keep_theirs() {
+        let share = |evs: &[Event<'_>], d: Device| {
+            evs.iter().filter(|e| e.device == Some(d)).count() as f64 / evs.len() as f64
+        };
+        let at = |h: u32| {
+            format!("2026-06-01T{h:02}:30:00Z")
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+        };
+        let (night, afternoon) = (events_at(40_000, 3, at(3)), events_at(40_000, 3, at(14)));
+        for evs in [&night, &afternoon] {
+            let mobile = share(evs, Device::Mobile);
+            assert!(
+                (0.5..0.8).contains(&mobile),
+                "phones bring most sessions: {mobile}"
+            );
+            assert!(
+                Device::ALL.iter().all(|d| share(evs, *d) > 0.0),
+                "every device appears"
+            );
+        }
+        assert!(
+            share(&afternoon, Device::Pc) > 2.0 * share(&night, Device::Pc),
+            "desktops peak in working hours"
+        );
+        let organic = night
+            .iter()
+            .filter(|e| e.channel == Some(Channel::OrganicSearch))
+            .count();
+        assert!((0.2..0.5).contains(&(organic as f64 / night.len() as f64)));
+        let mut by_session: HashMap<Uuid, (Option<Device>, Option<Channel>)> = HashMap::new();
+        for e in &afternoon {
+            let seen = by_session.entry(e.session_id).or_insert((e.device, e.channel));
+            assert_eq!(
+                *seen,
+                (e.device, e.channel),
+                "a session keeps its device and channel"
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,18 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The only wire schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::shopper::{Channel, Device, Gender};
+
+/// The wire schema version this build writes. Version 2 adds who shops and
+/// how: the customer's gender and birth date, the session's device and
+/// channel (required from version 2 on).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The versions this build reads: version 1 events (from generators of the
+/// previous release during a rolling upgrade) load with those attributes
+/// unknown. Workers of the previous release dead-letter version 2 as
+/// `unsupported_schema_version` rather than loading it without them.
+pub const READABLE_SCHEMA_VERSIONS: std::ops::RangeInclusive<u32> = 1..=SCHEMA_VERSION;
 
 /// Number of decimal places money carries on the wire and in the warehouse.
 pub const MONEY_SCALE: u32 = 2;
@@ -22,18 +32,56 @@ pub const MONEY_SCALE: u32 = 2;
 pub enum EventType {
     PageView,
     AddToCart,
+    /// Places an order (`pending`).
     Purchase,
+    /// The order was delivered (from version 2).
+    OrderCompleted,
+    /// The order was canceled before completion, with a reason (from version 2).
+    OrderCanceled,
+    /// Some or all lines of a completed order were refunded, with a reason
+    /// (from version 2).
+    OrderRefunded,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 3] = [EventType::PageView, EventType::AddToCart, EventType::Purchase];
+    pub const ALL: [EventType; 6] = [
+        EventType::PageView,
+        EventType::AddToCart,
+        EventType::Purchase,
+        EventType::OrderCompleted,
+        EventType::OrderCanceled,
+        EventType::OrderRefunded,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::PageView => "page_view",
             EventType::AddToCart => "add_to_cart",
             EventType::Purchase => "purchase",
+            EventType::OrderCompleted => "order_completed",
+            EventType::OrderCanceled => "order_canceled",
+            EventType::OrderRefunded => "order_refunded",
         }
+    }
+
+    /// The status an order has after this event, as `fact_order.status`
+    /// spells it (`None`: not an order event).
+    pub fn order_status(self) -> Option<&'static str> {
+        match self {
+            EventType::Purchase => Some("pending"),
+            EventType::OrderCompleted => Some("completed"),
+            EventType::OrderCanceled => Some("canceled"),
+            EventType::OrderRefunded => Some("refunded"),
+            EventType::PageView | EventType::AddToCart => None,
+        }
+    }
+
+    /// A change of an order's status after it was placed (carries `order_update`).
+    pub fn is_order_update(self) -> bool {
+        matches!(
+            self,
+            EventType::OrderCompleted | EventType::OrderCanceled | EventType::OrderRefunded
+        )
     }
 }
 
@@ -45,7 +93,8 @@ impl fmt::Display for EventType {
 
 /// One shop event. Which optional parts are required depends on `event_type`
 /// (see [`crate::validate`]): product events carry `product`, cart adds also a
-/// `quantity`, purchases an `order`.
+/// `quantity`, purchases an `order`, an order's later status changes an
+/// `order_update`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event<'a> {
     pub schema_version: u32,
@@ -61,6 +110,15 @@ pub struct Event<'a> {
     pub quantity: Option<i64>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub order: Option<Order<'a>>,
+    /// What changed for an order placed earlier (status events, version 2).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub order_update: Option<OrderUpdate<'a>>,
+    /// The session's device (from version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    /// The session's traffic channel (from version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,6 +137,12 @@ pub struct Customer<'a> {
     #[serde(borrow)]
     pub segment: Cow<'a, str>,
     pub signup_date: NaiveDate,
+    /// From version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<Gender>,
+    /// From version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -122,6 +186,38 @@ pub struct LineItem<'a> {
     pub discount: Decimal,
 }
 
+/// A status change of an order placed by an earlier `purchase`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderUpdate<'a> {
+    pub order_id: Uuid,
+    /// Why it was canceled or refunded (required for those).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Cow<'a, str>>,
+    /// The refunded lines (refunds only): which, how many units, how much.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<RefundLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundLine {
+    /// The order line, as numbered in its purchase.
+    pub line_number: u32,
+    pub quantity: i64,
+    /// Money returned for these units.
+    #[serde(with = "crate::money")]
+    pub amount: Decimal,
+}
+
+impl OrderUpdate<'_> {
+    pub fn refunded_amount(&self) -> Decimal {
+        self.refunds.iter().map(|r| r.amount).sum()
+    }
+
+    pub fn refunded_units(&self) -> i64 {
+        self.refunds.iter().map(|r| r.quantity).sum()
+    }
+}
+
 impl Customer<'_> {
     /// A copy that borrows this one's strings: no allocation per event.
     pub fn reborrow(&self) -> Customer<'_> {
@@ -133,6 +229,8 @@ impl Customer<'_> {
             country: Cow::Borrowed(&self.country),
             segment: Cow::Borrowed(&self.segment),
             signup_date: self.signup_date,
+            gender: self.gender,
+            birth_date: self.birth_date,
         }
     }
 }

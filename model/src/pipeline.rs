@@ -113,6 +113,13 @@ fn default_partitions() -> i32 {
     6
 }
 
+impl KafkaSpec {
+    /// The protocol this spec asks for (see [`crate::kafka`]).
+    pub fn security_protocol(&self) -> crate::kafka::SecurityProtocol {
+        crate::kafka::SecurityProtocol::of(self.sasl.is_some(), self.tls.as_ref().is_some_and(|t| t.enabled))
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaTlsSpec {
@@ -127,7 +134,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN")]
     Plain,
@@ -458,6 +465,13 @@ pub struct GeneratorStatus {
     pub profile_hash: Option<String>,
     #[serde(default)]
     pub profile_finished: bool,
+    /// Messages the generators delivered since the profile started, read from
+    /// the topic (every pod's, including pods that have gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produced_total: Option<i64>,
+    /// Messages the profile asked for by now: the integral of its rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_total: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

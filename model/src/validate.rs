@@ -6,13 +6,15 @@
 
 use std::fmt;
 
-use chrono::Datelike;
+use chrono::{Datelike, Months};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::error::Category;
 use thiserror::Error;
 
-use crate::event::{Customer, Event, EventType, LineItem, MONEY_SCALE, Product, SCHEMA_VERSION};
+use crate::event::{
+    Customer, Event, EventType, LineItem, MONEY_SCALE, OrderUpdate, Product, READABLE_SCHEMA_VERSIONS,
+};
 
 /// Upper bound on order lines; protects the warehouse from absurd payloads.
 pub const MAX_ORDER_LINES: usize = 200;
@@ -23,12 +25,25 @@ pub const MAX_QUANTITY: i64 = 10_000;
 /// order below 2*10^12: a million maximal lines still fit the warehouse's
 /// numeric(18,2) (< 10^16), and the rollups sum in unbounded numeric.
 pub const MAX_PRICE: Decimal = Decimal::from_parts(100_000_000, 0, 0, false, 2); // 1,000,000.00
+/// Upper bound on a refunded line's amount: a whole line of the largest
+/// order line ([`MAX_QUANTITY`] units at [`MAX_PRICE`]).
+pub const MAX_REFUND_LINE: Decimal = Decimal::from_parts(
+    1_000_000_000_000_u64 as u32,
+    (1_000_000_000_000_u64 >> 32) as u32,
+    0,
+    false,
+    2,
+); // 10,000,000,000.00
 /// Upper bound on identifier and attribute lengths, in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
 /// Event times outside these years are clock bugs; the warehouse calendar
 /// (`dim_date`) covers exactly this range.
 pub const MIN_EVENT_YEAR: i32 = 2000;
 pub const MAX_EVENT_YEAR: i32 = 2099;
+/// The youngest a customer may be at an event (shops' usual terms), and the
+/// earliest birth year: anything else is a form default or a typo.
+pub const MIN_CUSTOMER_AGE: u32 = 13;
+pub const MIN_BIRTH_YEAR: i32 = 1900;
 
 /// Broad class of a validation failure, stable for metrics and the warehouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,9 +106,11 @@ pub enum ValidationError {
     WrongType { field: String, detail: String },
     #[error("field `{field}` {rule}")]
     InvalidValue { field: String, rule: String },
-    #[error("unknown event_type `{found}` (expected page_view, add_to_cart or purchase)")]
+    #[error(
+        "unknown event_type `{found}` (expected page_view, add_to_cart, purchase, order_completed, order_canceled or order_refunded)"
+    )]
     UnknownEventType { found: String },
-    #[error("unsupported schema_version {found} (this build reads version {SCHEMA_VERSION})")]
+    #[error("unsupported schema_version {found} (this build reads versions {} to {})", READABLE_SCHEMA_VERSIONS.start(), READABLE_SCHEMA_VERSIONS.end())]
     UnsupportedSchemaVersion { found: String },
 }
 
@@ -139,7 +156,7 @@ pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, ValidationError> {
 
 /// Rules that serde's types alone cannot express.
 pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
-    if event.schema_version != SCHEMA_VERSION {
+    if !READABLE_SCHEMA_VERSIONS.contains(&event.schema_version) {
         return Err(ValidationError::UnsupportedSchemaVersion {
             found: event.schema_version.to_string(),
         });
@@ -161,6 +178,7 @@ pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
         return Err(ValidationError::invalid("session_id", "must not be the nil UUID"));
     }
     validate_customer(&event.customer)?;
+    validate_shopper(event)?;
     match event.event_type {
         EventType::PageView | EventType::AddToCart => {
             let product = event
@@ -207,6 +225,63 @@ pub fn validate(event: &Event<'_>) -> Result<(), ValidationError> {
                 validate_line(i, line)?;
             }
         }
+        EventType::OrderCompleted | EventType::OrderCanceled | EventType::OrderRefunded => {
+            if event.schema_version < 2 {
+                return Err(ValidationError::invalid(
+                    "event_type",
+                    format!("`{}` needs schema_version 2 or later", event.event_type),
+                ));
+            }
+            let update = event
+                .order_update
+                .as_ref()
+                .ok_or_else(|| ValidationError::missing("order_update"))?;
+            validate_order_update(event.event_type, update)?;
+        }
+    }
+    Ok(())
+}
+
+/// A status change: the order it names, a reason for cancellations and
+/// refunds, and for refunds the lines refunded (each line once).
+fn validate_order_update(t: EventType, u: &OrderUpdate<'_>) -> Result<(), ValidationError> {
+    if u.order_id.is_nil() {
+        return Err(ValidationError::invalid(
+            "order_update.order_id",
+            "must not be the nil UUID",
+        ));
+    }
+    match (&u.reason, t) {
+        (Some(reason), _) => check_text(reason).at(|| "order_update.reason".into())?,
+        (None, EventType::OrderCanceled | EventType::OrderRefunded) => {
+            return Err(ValidationError::missing("order_update.reason"));
+        }
+        (None, _) => {}
+    }
+    let refund = t == EventType::OrderRefunded;
+    if refund && (u.refunds.is_empty() || u.refunds.len() > MAX_ORDER_LINES) {
+        return Err(ValidationError::invalid(
+            "order_update.refunds",
+            format!("must hold 1 to {MAX_ORDER_LINES} lines (got {})", u.refunds.len()),
+        ));
+    }
+    if !refund && !u.refunds.is_empty() {
+        return Err(ValidationError::invalid(
+            "order_update.refunds",
+            format!("only an order_refunded event carries refunds (this is {t})"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(u.refunds.len());
+    for (i, r) in u.refunds.iter().enumerate() {
+        let path = || format!("order_update.refunds[{i}]");
+        if r.line_number == 0 || !seen.insert(r.line_number) {
+            return Err(ValidationError::invalid(
+                format!("{}.line_number", path()),
+                format!("must name each order line once, from 1 (got {})", r.line_number),
+            ));
+        }
+        check_quantity(r.quantity).at(|| format!("{}.quantity", path()))?;
+        check_amount(r.amount, MAX_REFUND_LINE).at(|| format!("{}.amount", path()))?;
     }
     Ok(())
 }
@@ -240,6 +315,41 @@ fn validate_customer(c: &Customer<'_>) -> Result<(), ValidationError> {
         ));
     }
     check_text(&c.segment).at(|| "customer.segment".into())
+}
+
+/// Version 2's attributes of who shops and how: all present, and a birth
+/// date that makes the customer between [`MIN_CUSTOMER_AGE`] and
+/// [`MIN_BIRTH_YEAR`] at the event. Version 1 does not carry them.
+fn validate_shopper(event: &Event<'_>) -> Result<(), ValidationError> {
+    if event.schema_version < 2 {
+        return Ok(());
+    }
+    let c = &event.customer;
+    if c.gender.is_none() {
+        return Err(ValidationError::missing("customer.gender"));
+    }
+    let birth = c
+        .birth_date
+        .ok_or_else(|| ValidationError::missing("customer.birth_date"))?;
+    let latest = event
+        .event_time
+        .date_naive()
+        .checked_sub_months(Months::new(MIN_CUSTOMER_AGE * 12));
+    if birth.year() < MIN_BIRTH_YEAR || latest.is_none_or(|latest| birth > latest) {
+        return Err(ValidationError::invalid(
+            "customer.birth_date",
+            format!(
+                "must be in {MIN_BIRTH_YEAR} or later and at least {MIN_CUSTOMER_AGE} years before the event (got {birth})"
+            ),
+        ));
+    }
+    if event.device.is_none() {
+        return Err(ValidationError::missing("device"));
+    }
+    if event.channel.is_none() {
+        return Err(ValidationError::missing("channel"));
+    }
+    Ok(())
 }
 
 fn validate_product(path: &dyn Fn() -> String, p: &Product<'_>) -> Result<(), ValidationError> {
@@ -290,6 +400,11 @@ fn check_quantity(quantity: i64) -> Rule {
 }
 
 fn check_money(amount: Decimal) -> Rule {
+    check_amount(amount, MAX_PRICE)
+}
+
+/// A non-negative amount of at most `max`, in whole cents.
+fn check_amount(amount: Decimal, max: Decimal) -> Rule {
     if amount.is_sign_negative() && !amount.is_zero() {
         return Err(format!("must not be negative (got {amount})"));
     }
@@ -298,8 +413,8 @@ fn check_money(amount: Decimal) -> Rule {
             "must have at most {MONEY_SCALE} decimal places (got {amount})"
         ));
     }
-    if amount > MAX_PRICE {
-        return Err(format!("must be at most {MAX_PRICE} (got {amount})"));
+    if amount > max {
+        return Err(format!("must be at most {max} (got {amount})"));
     }
     Ok(())
 }
@@ -368,7 +483,12 @@ fn foreign_schema_version(text: &str) -> Option<String> {
     }
     let probe: Probe = serde_json::from_str(text).ok()?;
     match probe.schema_version? {
-        serde_json::Value::Number(n) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => None,
+        serde_json::Value::Number(n)
+            if n.as_u64()
+                .is_some_and(|v| u32::try_from(v).is_ok_and(|v| READABLE_SCHEMA_VERSIONS.contains(&v))) =>
+        {
+            None
+        }
         other => Some(other.to_string()),
     }
 }
@@ -420,6 +540,18 @@ mod tests {
                 ]
             }
         })
+    }
+
+    /// Each (case, payload, kind, text) is rejected as `kind` with `text` in its message.
+    fn assert_each_rejected<'a>(cases: impl IntoIterator<Item = (&'a str, Value, ErrorKind, &'a str)>) {
+        for (name, payload, kind, needle) in cases {
+            let err = parse_value(&payload).expect_err(name);
+            assert_eq!(err.kind(), kind, "{name}: {err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{name}: `{err}` lacks `{needle}`"
+            );
+        }
     }
 
     fn parse_value(v: &Value) -> Result<(), ValidationError> {
@@ -575,9 +707,9 @@ mod tests {
             ),
             (
                 "future schema with another shape",
-                br#"{"schema_version":2,"id":"x","payload":{}}"#.to_vec(),
+                br#"{"schema_version":3,"id":"x","payload":{}}"#.to_vec(),
                 ErrorKind::UnsupportedSchemaVersion,
-                "schema_version 2",
+                "schema_version 3",
             ),
             (
                 "NUL in text",
@@ -619,6 +751,156 @@ mod tests {
                 "{name}: `{err}` lacks `{needle}`"
             );
         }
+    }
+
+    #[test]
+    fn version_2_requires_who_shops_and_how_and_version_1_still_reads() {
+        let v1 = valid_purchase();
+        assert_eq!(parse_value(&v1), Ok(()), "version 1 without the attributes");
+        let mut v2 = with(v1, "/schema_version", json!(2));
+        v2["customer"]["gender"] = json!("female");
+        v2["customer"]["birth_date"] = json!("1990-05-17");
+        v2["device"] = json!("smart_tv");
+        v2["channel"] = json!("paid_search");
+        let event = serde_json::to_vec(&v2).unwrap();
+        let parsed = parse_event(&event).expect("a valid version 2 purchase");
+        assert_eq!(parsed.device, Some(crate::Device::SmartTv));
+        assert_eq!(parsed.customer.gender, Some(crate::Gender::Female));
+        // (case, payload, kind, text)
+        let cases = [
+            (
+                "no gender",
+                without(v2.clone(), "/customer", "gender"),
+                ErrorKind::MissingField,
+                "`customer.gender`",
+            ),
+            (
+                "no birth date",
+                without(v2.clone(), "/customer", "birth_date"),
+                ErrorKind::MissingField,
+                "`customer.birth_date`",
+            ),
+            (
+                "no device",
+                without(v2.clone(), "", "device"),
+                ErrorKind::MissingField,
+                "`device`",
+            ),
+            (
+                "no channel",
+                without(v2.clone(), "", "channel"),
+                ErrorKind::MissingField,
+                "`channel`",
+            ),
+            (
+                "a child",
+                with(v2.clone(), "/customer/birth_date", json!("2020-01-01")),
+                ErrorKind::InvalidValue,
+                "at least 13 years before the event",
+            ),
+            (
+                "a form default",
+                with(v2.clone(), "/customer/birth_date", json!("1800-01-01")),
+                ErrorKind::InvalidValue,
+                "`customer.birth_date` must be in 1900 or later",
+            ),
+            (
+                "unknown device",
+                with(v2.clone(), "/device", json!("fridge")),
+                ErrorKind::WrongType,
+                "`fridge`",
+            ),
+            (
+                "unknown gender",
+                with(v2.clone(), "/customer/gender", json!("robot")),
+                ErrorKind::WrongType,
+                "customer.gender",
+            ),
+        ];
+        assert_each_rejected(cases);
+    }
+
+    #[test]
+    fn order_status_changes_name_the_order_and_refunds_their_lines() {
+        let base = without(valid_purchase(), "", "order");
+        let mut v2 = with(base, "/schema_version", json!(2));
+        v2["customer"]["gender"] = json!("male");
+        v2["customer"]["birth_date"] = json!("1980-01-01");
+        v2["device"] = json!("pc");
+        v2["channel"] = json!("direct");
+        let order = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+        let status = |t: &str, update: Value| {
+            let mut v = v2.clone();
+            v["event_type"] = json!(t);
+            v["order_update"] = update;
+            v
+        };
+        let refund = status(
+            "order_refunded",
+            json!({"order_id": order, "reason": "damaged",
+                   "refunds": [{"line_number": 1, "quantity": 1, "amount": "19.99"},
+                               {"line_number": 2, "quantity": 1, "amount": "5.00"}]}),
+        );
+        let bytes = serde_json::to_vec(&refund).unwrap();
+        let parsed = parse_event(&bytes).expect("a valid refund");
+        let u = parsed.order_update.as_ref().unwrap();
+        assert_eq!(u.refunded_amount(), Decimal::new(2499, 2));
+        assert_eq!(u.refunded_units(), 2);
+        assert_eq!(
+            parse_value(&status("order_completed", json!({"order_id": order}))),
+            Ok(())
+        );
+        let cases = [
+            (
+                "no update",
+                without(refund.clone(), "", "order_update"),
+                ErrorKind::MissingField,
+                "`order_update`",
+            ),
+            (
+                "a cancellation without a reason",
+                status("order_canceled", json!({"order_id": order})),
+                ErrorKind::MissingField,
+                "`order_update.reason`",
+            ),
+            (
+                "a refund of nothing",
+                with(refund.clone(), "/order_update/refunds", json!([])),
+                ErrorKind::InvalidValue,
+                "`order_update.refunds` must hold 1",
+            ),
+            (
+                "a line refunded twice",
+                with(refund.clone(), "/order_update/refunds/1/line_number", json!(1)),
+                ErrorKind::InvalidValue,
+                "must name each order line once",
+            ),
+            (
+                "a negative refund",
+                with(refund.clone(), "/order_update/refunds/0/amount", json!("-1.00")),
+                ErrorKind::InvalidValue,
+                "`order_update.refunds[0].amount` must not be negative",
+            ),
+            (
+                "refund lines on a completion",
+                status("order_completed", refund["order_update"].clone()),
+                ErrorKind::InvalidValue,
+                "only an order_refunded event carries refunds",
+            ),
+            (
+                "a nil order",
+                with(refund.clone(), "/order_update/order_id", json!(uuid::Uuid::nil())),
+                ErrorKind::InvalidValue,
+                "`order_update.order_id`",
+            ),
+            (
+                "a status change in version 1",
+                with(refund.clone(), "/schema_version", json!(1)),
+                ErrorKind::InvalidValue,
+                "needs schema_version 2",
+            ),
+        ];
+        assert_each_rejected(cases);
     }
 
     #[test]

@@ -16,6 +16,20 @@ pub const FACT_SALES: &str = "fact_sales";
 pub const FACT_ACTIVITY: &str = "fact_activity";
 pub const DEAD_LETTER: &str = "dead_letter";
 pub const INGEST_OFFSETS: &str = "ingest_offsets";
+pub const DIM_DEVICE: &str = "dim_device";
+pub const DIM_CHANNEL: &str = "dim_channel";
+/// One row per order: its status and lifecycle times (accumulating snapshot).
+pub const FACT_ORDER: &str = "fact_order";
+/// Every order status event, once, by event id.
+pub const ORDER_STATUS_EVENT: &str = "order_status_event";
+// Rollups the fact tables' triggers maintain (migration 0003), read by the dashboard.
+pub const AGG_SALES_MINUTE: &str = "agg_sales_minute";
+pub const AGG_SALES_HOUR: &str = "agg_sales_hour";
+pub const AGG_ACTIVITY_MINUTE: &str = "agg_activity_minute";
+pub const AGG_ACTIVITY_HOUR: &str = "agg_activity_hour";
+/// A view over the product rollups.
+pub const AGG_PRODUCT: &str = "agg_product";
+pub const AGG_GEO: &str = "agg_geo";
 
 /// A validated PostgreSQL schema name: lower-case letters, digits and `_`,
 /// not starting with a digit, at most 63 bytes, not a system schema. It is
@@ -75,6 +89,12 @@ impl SchemaName {
     }
 }
 
+/// The workers' consumer group for a warehouse schema, unless one is given:
+/// the operator sets it and the worker defaults to it.
+pub fn default_group(schema: &str) -> String {
+    format!("shopstream-{schema}")
+}
+
 impl fmt::Display for SchemaName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -109,7 +129,9 @@ mod tests {
             }
         }
         assert_eq!(
-            SchemaName::parse("s").unwrap().table("fact_sales"),
+            SchemaName::parse("s")
+                .unwrap()
+                .table(crate::warehouse::FACT_SALES),
             "\"s\".\"fact_sales\""
         );
     }

@@ -2,6 +2,7 @@
 //! Deployments out. The Kubernetes runtime applies them; the local runtime
 //! translates the same pod specs into processes.
 
+use shopstream_model::envvar;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -83,7 +84,7 @@ pub fn selector_string(p: &Pipeline, c: Component) -> String {
 
 /// The consumer group of a pipeline's workers (shared with the worker's default).
 pub fn worker_group(p: &Pipeline) -> String {
-    format!("shopstream-{}", p.spec.warehouse.schema)
+    shopstream_model::warehouse::default_group(&p.spec.warehouse.schema)
 }
 
 fn var(name: &str, value: impl Into<String>) -> EnvVar {
@@ -111,7 +112,7 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 
 fn pod_name_env() -> EnvVar {
     EnvVar {
-        name: "SHOPSTREAM_INSTANCE".into(),
+        name: envvar::INSTANCE.into(),
         value: None,
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
@@ -126,33 +127,27 @@ fn pod_name_env() -> EnvVar {
 /// Brokers, security protocol, SASL credentials (from the Secret) and CA file.
 fn kafka_env(k: &KafkaSpec) -> Vec<EnvVar> {
     let tls = k.tls.as_ref().is_some_and(|t| t.enabled);
-    let protocol = match (k.sasl.is_some(), tls) {
-        (false, false) => "plaintext",
-        (false, true) => "ssl",
-        (true, false) => "sasl-plaintext",
-        (true, true) => "sasl-ssl",
-    };
     let mut out = vec![
-        var("SHOPSTREAM_BROKERS", k.bootstrap_servers.clone()),
-        var("SHOPSTREAM_KAFKA_SECURITY_PROTOCOL", protocol),
+        var(envvar::BROKERS, k.bootstrap_servers.clone()),
+        var(envvar::KAFKA_SECURITY_PROTOCOL, k.security_protocol().cli_name()),
     ];
     if let Some(sasl) = &k.sasl {
-        out.push(var("SHOPSTREAM_KAFKA_SASL_MECHANISM", sasl.mechanism.as_str()));
+        out.push(var(envvar::KAFKA_SASL_MECHANISM, sasl.mechanism.as_str()));
         if let Some(creds) = &k.credentials_secret_ref {
             out.push(secret_env(
-                "SHOPSTREAM_KAFKA_SASL_USERNAME",
+                envvar::KAFKA_SASL_USERNAME,
                 &creds.name,
                 &creds.username_key,
             ));
             out.push(secret_env(
-                "SHOPSTREAM_KAFKA_SASL_PASSWORD",
+                envvar::KAFKA_SASL_PASSWORD,
                 &creds.name,
                 &creds.password_key,
             ));
         }
     }
     if tls && k.tls.as_ref().is_some_and(|t| t.ca_secret_ref.is_some()) {
-        out.push(var("SHOPSTREAM_KAFKA_CA_FILE", format!("{CA_MOUNT}/{CA_FILE}")));
+        out.push(var(envvar::KAFKA_CA_FILE, format!("{CA_MOUNT}/{CA_FILE}")));
     }
     out
 }
@@ -251,6 +246,8 @@ fn pod_security() -> PodSecurityContext {
     }
 }
 
+/// One component's Deployment. Long, but one object literal: splitting it
+/// would scatter the pod spec a reader wants to see whole.
 fn deployment(
     p: &Pipeline,
     c: Component,
@@ -342,24 +339,18 @@ pub fn worker_deployment(p: &Pipeline, replicas: i32, image: &str) -> Deployment
     let s = &p.spec;
     let mut vars = kafka_env(&s.kafka);
     vars.extend([
-        var("SHOPSTREAM_TOPIC", p.topic()),
-        var("SHOPSTREAM_GROUP", worker_group(p)),
-        var("SHOPSTREAM_SCHEMA", s.warehouse.schema.clone()),
+        var(envvar::TOPIC, p.topic()),
+        var(envvar::GROUP, worker_group(p)),
+        var(envvar::SCHEMA, s.warehouse.schema.clone()),
         secret_env(
-            "SHOPSTREAM_DATABASE_URL",
+            envvar::DATABASE_URL,
             &s.warehouse.connection_secret_ref.name,
             &s.warehouse.connection_secret_ref.key,
         ),
-        var(
-            "SHOPSTREAM_BATCH_MAX_RECORDS",
-            s.workers.batch.max_records.to_string(),
-        ),
-        var(
-            "SHOPSTREAM_BATCH_MAX_WAIT_MS",
-            s.workers.batch.max_wait_ms.to_string(),
-        ),
-        var("SHOPSTREAM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
-        var("SHOPSTREAM_LOG_FORMAT", "json"),
+        var(envvar::BATCH_MAX_RECORDS, s.workers.batch.max_records.to_string()),
+        var(envvar::BATCH_MAX_WAIT_MS, s.workers.batch.max_wait_ms.to_string()),
+        var(envvar::METRICS_ADDR, format!("0.0.0.0:{METRICS_PORT}")),
+        var(envvar::LOG_FORMAT, "json"),
         pod_name_env(),
     ]);
     deployment(
@@ -385,32 +376,32 @@ pub fn generator_deployment(
     let g = &s.generator;
     let mut vars = kafka_env(&s.kafka);
     vars.extend([
-        var("SHOPSTREAM_TOPIC", p.topic()),
-        var("SHOPSTREAM_SEED", g.seed.to_string()),
-        var("SHOPSTREAM_CUSTOMERS", g.customers.to_string()),
-        var("SHOPSTREAM_PRODUCTS", g.products.to_string()),
-        var("SHOPSTREAM_INVALID_RATIO", g.invalid_ratio.to_string()),
-        var("SHOPSTREAM_RATE_PER_REPLICA", g.rate_per_replica.to_string()),
+        var(envvar::TOPIC, p.topic()),
+        var(envvar::SEED, g.seed.to_string()),
+        var(envvar::CUSTOMERS, g.customers.to_string()),
+        var(envvar::PRODUCTS, g.products.to_string()),
+        var(envvar::INVALID_RATIO, g.invalid_ratio.to_string()),
+        var(envvar::RATE_PER_REPLICA, g.rate_per_replica.to_string()),
     ]);
     match &g.profile {
         Some(profile) => {
             // JSON is YAML: one line, no quoting surprises in the env var.
             let text = serde_json::to_string(profile).unwrap_or_default();
-            vars.push(var("SHOPSTREAM_PROFILE_INLINE", text));
+            vars.push(var(envvar::PROFILE_INLINE, text));
             if let Some(start) = profile_start {
                 vars.push(var(
-                    "SHOPSTREAM_PROFILE_START",
+                    envvar::PROFILE_START,
                     start.to_rfc3339_opts(SecondsFormat::Millis, true),
                 ));
             }
         }
-        None => vars.push(var("SHOPSTREAM_RATE", g.events_per_second.to_string())),
+        None => vars.push(var(envvar::RATE, g.events_per_second.to_string())),
     }
     vars.extend([
-        var("SHOPSTREAM_KEEP_ALIVE", "true"),
-        var("SHOPSTREAM_PROGRESS_INTERVAL", "30s"),
-        var("SHOPSTREAM_METRICS_ADDR", format!("0.0.0.0:{METRICS_PORT}")),
-        var("SHOPSTREAM_LOG_FORMAT", "json"),
+        var(envvar::KEEP_ALIVE, "true"),
+        var(envvar::PROGRESS_INTERVAL, "30s"),
+        var(envvar::METRICS_ADDR, format!("0.0.0.0:{METRICS_PORT}")),
+        var(envvar::LOG_FORMAT, "json"),
         pod_name_env(),
     ]);
     deployment(
@@ -429,14 +420,14 @@ pub fn dashboard_deployment(p: &Pipeline, image: &str) -> Deployment {
     let s = &p.spec;
     let vars = vec![
         secret_env(
-            "SHOPSTREAM_DATABASE_URL",
+            envvar::DATABASE_URL,
             &s.warehouse.connection_secret_ref.name,
             &s.warehouse.connection_secret_ref.key,
         ),
-        var("SHOPSTREAM_SCHEMA", s.warehouse.schema.clone()),
+        var(envvar::SCHEMA, s.warehouse.schema.clone()),
         // The page, the API and /metrics share the one port.
-        var("SHOPSTREAM_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
-        var("SHOPSTREAM_LOG_FORMAT", "json"),
+        var(envvar::LISTEN, format!("0.0.0.0:{METRICS_PORT}")),
+        var(envvar::LOG_FORMAT, "json"),
     ];
     let replicas = if s.paused { 0 } else { 1 };
     deployment(p, Component::Dashboard, replicas, image, vars, None, "/readyz")

@@ -1,5 +1,6 @@
 //! Command line of `shopstream-operator`.
 
+use shopstream_model::envvar;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub struct Cli {
     /// Log format.
     #[arg(
         long,
-        env = "SHOPSTREAM_LOG_FORMAT",
+        env = envvar::LOG_FORMAT,
         value_enum,
         default_value_t,
         global = true
@@ -51,11 +52,11 @@ pub struct LocalArgs {
 
     /// YAML file of Secret values: `<secret name>: {<key>: <value>}`.
     /// `SHOPSTREAM_SECRET_<NAME>_<KEY>` env vars override it.
-    #[arg(long, env = "SHOPSTREAM_SECRETS_FILE")]
+    #[arg(long, env = envvar::SECRETS_FILE)]
     pub secrets: Option<PathBuf>,
 
     /// Where shopstream-generator and shopstream-worker are (default: next to this binary).
-    #[arg(long, env = "SHOPSTREAM_BIN_DIR")]
+    #[arg(long, env = envvar::BIN_DIR)]
     pub bin_dir: Option<PathBuf>,
 
     /// Logs, generator summaries and Secret files go here (default: a new temp dir).
@@ -86,11 +87,11 @@ pub struct LocalArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Elect a leader through a Lease, so several replicas can run.
-    #[arg(long, env = "SHOPSTREAM_LEADER_ELECTION")]
+    #[arg(long, env = envvar::LEADER_ELECTION)]
     pub leader_election: bool,
 
     /// Name of the leader Lease.
-    #[arg(long, env = "SHOPSTREAM_LEASE_NAME", default_value = "shopstream-operator")]
+    #[arg(long, env = envvar::LEASE_NAME, default_value = "shopstream-operator")]
     pub lease_name: String,
 
     /// Namespace of the leader Lease (defaults to the pod's namespace).
@@ -98,35 +99,35 @@ pub struct RunArgs {
     pub lease_namespace: String,
 
     /// How long a leader's lease lasts without renewal.
-    #[arg(long, env = "SHOPSTREAM_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::LEASE_DURATION, default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
 
     /// Serve /metrics, /healthz and /readyz here.
-    #[arg(long, env = "SHOPSTREAM_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = envvar::METRICS_ADDR, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
 
     /// Only watch this namespace (default: all namespaces).
-    #[arg(long, env = "SHOPSTREAM_WATCH_NAMESPACE")]
+    #[arg(long, env = envvar::WATCH_NAMESPACE)]
     pub watch_namespace: Option<String>,
 
     /// Image for generator and worker pods when a Pipeline sets none.
-    #[arg(long, env = "SHOPSTREAM_DEFAULT_IMAGE", default_value = concat!("ghcr.io/shopstream/shopstream:", env!("CARGO_PKG_VERSION")))]
+    #[arg(long, env = envvar::DEFAULT_IMAGE, default_value = concat!("ghcr.io/shopstream/shopstream:", env!("CARGO_PKG_VERSION")))]
     pub default_image: String,
 
     /// Pipelines reconciled at the same time.
-    #[arg(long, env = "SHOPSTREAM_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = envvar::CONCURRENCY, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
     /// How often autoscaled Pipelines are looked at.
-    #[arg(long, env = "SHOPSTREAM_SCALE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::SCALE_INTERVAL, default_value = "15s", value_parser = humantime::parse_duration)]
     pub scale_interval: Duration,
 
     /// How long deleting a Pipeline retries deleting its topic (deleteTopicOnDelete)
     /// while the brokers are unreachable, before it keeps the topic and finishes.
-    #[arg(long, env = "SHOPSTREAM_CLEANUP_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::CLEANUP_TIMEOUT, default_value = "5m", value_parser = humantime::parse_duration)]
     pub cleanup_timeout: Duration,
 
     /// Timeout of Kafka admin and offset requests.
-    #[arg(long, env = "SHOPSTREAM_KAFKA_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = envvar::KAFKA_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
     pub kafka_timeout: Duration,
 }

@@ -64,47 +64,15 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         });
     }
     let leading = Arc::new(AtomicBool::new(settings.leader_election.is_none()));
-    let ready = {
-        let leading = leading.clone();
-        Arc::new(move || {
-            if leading.load(Ordering::SeqCst) {
-                Ok(())
-            } else {
-                Err("standing by for the leader lease".to_string())
-            }
-        }) as http::ReadinessCheck
-    };
-    {
-        let stop = stop.clone();
-        http::serve(
-            settings.metrics_addr,
-            metrics.registry.clone(),
-            http::Checks::ready_only(ready),
-            async move { stop.wait().await },
-        )
-        .await?;
-    }
+    serve_probes(&settings, &metrics, &stop, leading.clone()).await?;
 
     let lost = Arc::new(AtomicBool::new(false));
     let lock = match &settings.leader_election {
         Some((ns, name)) => {
-            let lock = Arc::new(LeaseLock::new(
-                client.clone(),
-                ns,
-                name,
-                &settings.identity,
-                settings.lease_duration,
-            ));
-            if !acquire(&lock, &stop, settings.lease_duration / 4).await {
+            let Some(lock) = lead(&client, ns, name, &settings, &stop, &lost).await else {
                 return Ok(()); // stopped while standing by
-            }
+            };
             leading.store(true, Ordering::SeqCst);
-            tokio::spawn(keep_lease(
-                lock.clone(),
-                stop.clone(),
-                lost.clone(),
-                settings.lease_duration,
-            ));
             Some(lock)
         }
         None => None,
@@ -161,6 +129,61 @@ pub async fn run(settings: RunSettings) -> Result<(), RunError> {
         return Err(RunError::LostLeadership);
     }
     Ok(())
+}
+
+/// `/metrics` and readiness: ready only while leading (a standby is alive
+/// but does not reconcile).
+async fn serve_probes(
+    settings: &RunSettings,
+    metrics: &Metrics,
+    stop: &StopFlag,
+    leading: Arc<AtomicBool>,
+) -> Result<(), RunError> {
+    let ready = Arc::new(move || {
+        if leading.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("standing by for the leader lease".to_string())
+        }
+    }) as http::ReadinessCheck;
+    let stop = stop.clone();
+    http::serve(
+        settings.metrics_addr,
+        metrics.registry.clone(),
+        http::Checks::ready_only(ready),
+        async move { stop.wait().await },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Wait for the lease, then keep renewing it in the background (`lost` is set
+/// if it slips away). `None`: stopped while standing by.
+async fn lead(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    settings: &RunSettings,
+    stop: &StopFlag,
+    lost: &Arc<AtomicBool>,
+) -> Option<Arc<LeaseLock>> {
+    let lock = Arc::new(LeaseLock::new(
+        client.clone(),
+        ns,
+        name,
+        &settings.identity,
+        settings.lease_duration,
+    ));
+    if !acquire(&lock, stop, settings.lease_duration / 4).await {
+        return None;
+    }
+    tokio::spawn(keep_lease(
+        lock.clone(),
+        stop.clone(),
+        lost.clone(),
+        settings.lease_duration,
+    ));
+    Some(lock)
 }
 
 /// Where the watches of owned objects keep what they see (read by the

@@ -9,21 +9,24 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rdkafka::ClientConfig;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::Offset;
 use shopstream_common::kafka::{self, KafkaError};
+use shopstream_common::produced;
 use shopstream_common::topics::{TopicAdmin, TopicChange};
+use shopstream_model::kafka::{SaslMechanism, SecurityProtocol};
 use shopstream_model::pipeline::KafkaSpec;
 
 /// How to reach a pipeline's brokers, with credentials resolved from Secrets.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KafkaAccess {
     pub bootstrap_servers: String,
-    /// librdkafka `security.protocol`: plaintext, ssl, sasl_plaintext, sasl_ssl.
-    pub security_protocol: String,
-    pub sasl: Option<(String, String, String)>,
+    pub security_protocol: SecurityProtocol,
+    /// Mechanism, username, password.
+    pub sasl: Option<(SaslMechanism, String, String)>,
     /// PEM CA bundle.
     pub ca_pem: Option<String>,
 }
@@ -71,20 +74,13 @@ impl KafkaAccess {
     /// Access for `k`, given the values [`KafkaAccess::secrets_needed`] named:
     /// `credentials` as (username, password).
     pub fn from_spec(k: &KafkaSpec, credentials: Option<(String, String)>, ca_pem: Option<String>) -> Self {
-        let tls = k.tls.as_ref().is_some_and(|t| t.enabled);
         let sasl = match (&k.sasl, credentials) {
-            (Some(s), Some((user, password))) => Some((s.mechanism.as_str().to_string(), user, password)),
+            (Some(s), Some((user, password))) => Some((s.mechanism, user, password)),
             _ => None,
-        };
-        let security_protocol = match (sasl.is_some(), tls) {
-            (false, false) => "plaintext",
-            (false, true) => "ssl",
-            (true, false) => "sasl_plaintext",
-            (true, true) => "sasl_ssl",
         };
         Self {
             bootstrap_servers: k.bootstrap_servers.clone(),
-            security_protocol: security_protocol.into(),
+            security_protocol: k.security_protocol(),
             sasl,
             ca_pem,
         }
@@ -93,7 +89,7 @@ impl KafkaAccess {
     pub fn plaintext(bootstrap_servers: impl Into<String>) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
-            security_protocol: "plaintext".into(),
+            security_protocol: SecurityProtocol::Plaintext,
             sasl: None,
             ca_pem: None,
         }
@@ -103,9 +99,9 @@ impl KafkaAccess {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.bootstrap_servers)
             .set("broker.address.family", "v4")
-            .set("security.protocol", &self.security_protocol);
+            .set("security.protocol", self.security_protocol.librdkafka());
         if let Some((mechanism, user, password)) = &self.sasl {
-            cfg.set("sasl.mechanism", mechanism)
+            cfg.set("sasl.mechanism", mechanism.as_str())
                 .set("sasl.username", user)
                 .set("sasl.password", password);
         }
@@ -120,6 +116,8 @@ impl KafkaAccess {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Offsets {
     pub high_watermarks: Vec<i64>,
+    /// Messages stamped since the moment asked for (a load profile's start).
+    pub produced_since: Option<u64>,
     /// The group's committed offsets (`None`: nothing committed yet).
     pub committed: Vec<Option<i64>>,
 }
@@ -158,11 +156,14 @@ pub trait KafkaOps: Send + Sync + 'static {
         topic: &str,
     ) -> impl Future<Output = Result<(), KafkaError>> + Send;
 
+    /// The topic's high watermarks and `group`'s committed offsets; with
+    /// `since`, also how many messages were produced since then.
     fn offsets(
         &self,
         access: &KafkaAccess,
         topic: &str,
         group: &str,
+        since: Option<DateTime<Utc>>,
     ) -> impl Future<Output = Result<Offsets, KafkaError>> + Send;
 
     /// Drop what is kept for a group (its offsets client) once its Pipeline is gone.
@@ -260,7 +261,13 @@ impl KafkaOps for RdKafkaOps {
         self.admin(access)?.delete(topic).await
     }
 
-    async fn offsets(&self, access: &KafkaAccess, topic: &str, group: &str) -> Result<Offsets, KafkaError> {
+    async fn offsets(
+        &self,
+        access: &KafkaAccess,
+        topic: &str,
+        group: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Offsets, KafkaError> {
         let mut cfg = access.client_config();
         cfg.set("group.id", group).set("enable.auto.commit", "false");
         let (topic, brokers, timeout) = (topic.to_string(), access.bootstrap_servers.clone(), self.timeout);
@@ -271,10 +278,11 @@ impl KafkaOps for RdKafkaOps {
         loop {
             let consumer = self.consumer(access, group, &cfg)?;
             let (cfg, brokers, topic) = (cfg.clone(), brokers.clone(), topic.clone());
-            let read =
-                tokio::task::spawn_blocking(move || read_offsets(&consumer, &cfg, &brokers, &topic, timeout))
-                    .await
-                    .map_err(|e| KafkaError::Settings(e.to_string()))?;
+            let read = tokio::task::spawn_blocking(move || {
+                read_offsets(&consumer, &cfg, &brokers, &topic, since, timeout)
+            })
+            .await
+            .map_err(|e| KafkaError::Settings(e.to_string()))?;
             if matches!(read, Err(KafkaError::Unreachable { .. })) {
                 // Start over with a new client next time, in case this one is wedged.
                 self.forget(access, group);
@@ -301,6 +309,7 @@ fn read_offsets(
     cfg: &ClientConfig,
     brokers: &str,
     topic: &str,
+    since: Option<DateTime<Utc>>,
     timeout: Duration,
 ) -> Result<Offsets, KafkaError> {
     let partitions = kafka::topic_partitions(consumer.client(), cfg, brokers, topic, timeout)?;
@@ -314,6 +323,15 @@ fn read_offsets(
         high_watermarks.push(high);
         tpl.add_partition(topic, p);
     }
+    let produced_since = match since {
+        Some(since) => {
+            let firsts =
+                produced::first_offsets_since(consumer, topic, partitions, since.timestamp_millis(), timeout)
+                    .map_err(unreachable)?;
+            Some(produced::count(&high_watermarks, &firsts))
+        }
+        None => None,
+    };
     let committed_tpl = consumer.committed_offsets(tpl, timeout).map_err(unreachable)?;
     let committed = (0..partitions as i32)
         .map(
@@ -325,6 +343,7 @@ fn read_offsets(
         .collect();
     Ok(Offsets {
         high_watermarks,
+        produced_since,
         committed,
     })
 }
@@ -396,7 +415,7 @@ mod tests {
             let needs = KafkaAccess::secrets_needed(&k);
             assert_eq!((needs.credentials, needs.ca), (needed_creds, needed_ca), "{k:?}");
             let access = KafkaAccess::from_spec(&k, credentials, ca_pem.clone());
-            assert_eq!(access.security_protocol, protocol, "{k:?}");
+            assert_eq!(access.security_protocol.librdkafka(), protocol, "{k:?}");
             assert_eq!(access.sasl.as_ref().map(|(m, _, _)| m.as_str()), mechanism);
             assert_eq!(access.ca_pem, ca_pem);
             assert_eq!(access.bootstrap_servers, "b:9092");
@@ -407,6 +426,7 @@ mod tests {
     fn lag_is_clamped_and_uncommitted_counts_from_zero() {
         let o = Offsets {
             high_watermarks: vec![100, 50, 7],
+            produced_since: None,
             committed: vec![Some(40), Some(60), None],
         };
         assert_eq!(o.lag(), vec![60, 0, 7]);
@@ -417,7 +437,7 @@ mod tests {
     #[test]
     fn credentials_stay_out_of_debug_output() {
         let a = KafkaAccess {
-            sasl: Some(("PLAIN".into(), "svc".into(), "hunter2".into())),
+            sasl: Some((SaslMechanism::Plain, "svc".into(), "hunter2".into())),
             ..KafkaAccess::plaintext("b:9092")
         };
         let shown = format!("{a:?}");

@@ -22,18 +22,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Local(args) => {
-            let settings = LocalSettings {
-                file: args.file,
-                duration: args.duration,
-                secrets: args.secrets,
-                bin_dir: args.bin_dir,
-                run_dir: args.run_dir,
-                report_interval: args.report_interval,
-                scale_interval: args.scale_interval,
-                drain_timeout: args.drain_timeout,
-                status_file: args.status_file,
-                dashboard_port: Some(args.dashboard_port),
-            };
+            let settings = LocalSettings::from(args);
             cli::block_on(None, async move {
                 let outcome = local::run(settings).await?;
                 Ok::<_, local::LocalError>(if outcome.audit.matches() {

@@ -105,8 +105,16 @@ impl fmt::Display for Rate {
     }
 }
 
-/// Decide the worker count. Pure: same inputs, same decision.
-pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Duration) -> Decision {
+/// How many workers the lag and rates ask for, within the bounds.
+struct Recommendation {
+    count: u32,
+    /// The floor (minReplicas, itself capped by the ceiling).
+    lower: u32,
+    /// The figures behind it and any bound that applied.
+    why: String,
+}
+
+fn recommend(obs: &Observation, policy: &Policy) -> Recommendation {
     let lag = obs.total_lag();
     let upper = obs
         .partitions
@@ -142,6 +150,20 @@ pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Durati
     } else {
         String::new()
     };
+    Recommendation {
+        count: recommendation,
+        lower,
+        why: format!("{basis}{limit}"),
+    }
+}
+
+/// Decide the worker count. Pure: same inputs, same decision.
+pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Duration) -> Decision {
+    let Recommendation {
+        count: recommendation,
+        lower,
+        why,
+    } = recommend(obs, policy);
     let current = obs.current_replicas;
 
     if recommendation > current {
@@ -156,7 +178,7 @@ pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Durati
             desired,
             recommendation,
             direction: Direction::Up,
-            reason: format!("{basis}{limit}: scaling up {current} -> {desired}{doubling}"),
+            reason: format!("{why}: scaling up {current} -> {desired}{doubling}"),
         };
     }
     if recommendation < current {
@@ -172,7 +194,7 @@ pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Durati
                 recommendation,
                 direction: Direction::Down,
                 reason: format!(
-                    "{basis}{limit}: scaling down {current} -> {stabilized} (highest recommendation in the last {}s)",
+                    "{why}: scaling down {current} -> {stabilized} (highest recommendation in the last {}s)",
                     window.as_secs()
                 ),
             };
@@ -182,7 +204,7 @@ pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Durati
             recommendation,
             direction: Direction::Hold,
             reason: format!(
-                "{basis}{limit}: {recommendation} would do, holding {current} for the {}s stabilization window",
+                "{why}: {recommendation} would do, holding {current} for the {}s stabilization window",
                 window.as_secs()
             ),
         };
@@ -191,7 +213,7 @@ pub fn decide(obs: &Observation, policy: &Policy, history: &History, now: Durati
         desired: current,
         recommendation,
         direction: Direction::Hold,
-        reason: format!("{basis}{limit}: {current} workers are right"),
+        reason: format!("{why}: {current} workers are right"),
     }
 }
 

@@ -159,3 +159,73 @@ fn the_dashboard_gets_no_kafka_credentials_or_ca() {
         "{env:?}"
     );
 }
+
+/// The env vars are the contract between the operator and the binaries it
+/// starts: every variable a builder sets must be one the target binary's
+/// command line reads (a renamed flag would otherwise be ignored silently),
+/// and its value must parse (a protocol spelt `sasl_ssl` would fail the pod).
+#[test]
+fn every_env_var_a_builder_sets_is_read_and_parsed_by_its_binary() {
+    use clap::CommandFactory;
+    let cases: Vec<Case> = serde_yaml::from_str(include_str!("fixtures/builders.yaml")).unwrap();
+    let start = Some(chrono::Utc::now());
+    let mut checked = 0;
+    for case in &cases {
+        let mut p = case.pipeline.clone();
+        p.spec.dashboard.enabled = true;
+        let built = [
+            (
+                "generator",
+                builders::generator_deployment(&p, 1, "i", start),
+                shopstream_generator::Cli::command(),
+            ),
+            (
+                "worker",
+                builders::worker_deployment(&p, 1, "i"),
+                shopstream_worker::cli::Cli::command(),
+            ),
+            (
+                "dashboard",
+                builders::dashboard_deployment(&p, "i"),
+                shopstream_dashboard::Cli::command(),
+            ),
+        ];
+        for (component, d, mut cmd) in built {
+            // Resolves each argument's value count, as parsing would.
+            cmd.build();
+            let pod = d.spec.unwrap().template.spec.unwrap();
+            // The same settings as flags: the env var's value, or a stand-in
+            // for one that comes from a Secret.
+            let mut argv = vec![format!("shopstream-{component}")];
+            for v in pod.containers[0].env.clone().unwrap_or_default() {
+                let arg = cmd
+                    .get_arguments()
+                    .find(|a| a.get_env().is_some_and(|e| e == v.name.as_str()))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{}: the {component} Deployment sets {} but shopstream-{component} reads no such variable",
+                            case.name, v.name
+                        )
+                    });
+                let long = format!("--{}", arg.get_long().expect("env flags are long flags"));
+                let value = v
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| "postgres://from-a-secret/db".to_string());
+                if arg.get_num_args().is_some_and(|n| n.takes_values()) {
+                    argv.extend([long, value]);
+                } else if value == "true" {
+                    argv.push(long);
+                }
+                checked += 1;
+            }
+            if let Err(e) = cmd.clone().try_get_matches_from(&argv) {
+                panic!(
+                    "{}: shopstream-{component} rejects what its Deployment sets ({argv:?}):\n{e}",
+                    case.name
+                );
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} variables checked");
+}

@@ -58,24 +58,14 @@ fn run_local(access: Access<'_>) -> Run {
             vec![("SHOPSTREAM_SECRET_KAFKA_CA_CA_CRT".into(), ca_pem.into())],
         ),
     };
-    let manifest = dir.path().join("pipeline.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"
-apiVersion: shopstream.dev/v1alpha1
-kind: Pipeline
-metadata: {{name: secured}}
-spec:
-  kafka: {kafka}
-  warehouse: {{connectionSecretRef: {{name: warehouse, key: url}}, schema: {schema}}}
-  generator: {{eventsPerSecond: 400, invalidRatio: 0.02}}
-  workers: {{replicas: 1, batch: {{maxRecords: 1000, maxWaitMs: 200}}}}
-"#,
-            schema = schema.name,
-        ),
-    )
-    .unwrap();
+    let manifest = shopstream_testkit::local_manifest(
+        dir.path(),
+        "secured",
+        &kafka,
+        &schema.name,
+        "  generator: {eventsPerSecond: 400, invalidRatio: 0.02}\n  \
+         workers: {replicas: 1, batch: {maxRecords: 1000, maxWaitMs: 200}}\n",
+    );
     let run_dir = dir.path().join("run");
     let started = Instant::now();
     let output = operator_local(env!("CARGO_BIN_EXE_shopstream-operator"), &manifest, &run_dir)

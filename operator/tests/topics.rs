@@ -37,7 +37,7 @@ async fn create_grow_and_refuse_to_shrink() {
     assert_eq!(grown, TopicChange::Grown { from: 4, to: 6 });
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let offsets = ops.offsets(&access, &topic, "op-test-group").await.unwrap();
+        let offsets = ops.offsets(&access, &topic, "op-test-group", None).await.unwrap();
         if offsets.high_watermarks.len() == 6 {
             break;
         }
@@ -91,10 +91,38 @@ async fn offsets_report_high_watermarks_and_lag_for_a_group() {
     tokio::task::spawn_blocking(move || produce_raw(&t, 1, &records))
         .await
         .unwrap();
-    let offsets = ops.offsets(&access, &topic, &unique("nobody")).await.unwrap();
+    let offsets = ops
+        .offsets(&access, &topic, &unique("nobody"), None)
+        .await
+        .unwrap();
     assert_eq!(offsets.high_watermarks, vec![0, 7]);
     assert_eq!(offsets.committed, vec![None, None], "nothing committed yet");
     assert_eq!(offsets.lag(), vec![0, 7]);
+    assert_eq!(offsets.produced_since, None, "not asked for");
+
+    // Messages since a moment, by their timestamps: the 7 above are before it.
+    let moment = chrono::Utc::now() + chrono::Duration::milliseconds(2);
+    shopstream_testkit::wait_until(Duration::from_secs(1), || chrono::Utc::now() > moment);
+    let later: Vec<(&[u8], Option<&[u8]>)> = (0..5).map(|_| (&b"k"[..], Some(&b"v"[..]))).collect();
+    let t = topic.clone();
+    tokio::task::spawn_blocking(move || {
+        produce_raw(&t, 0, &later[..2]);
+        produce_raw(&t, 1, &later[2..]);
+    })
+    .await
+    .unwrap();
+    let offsets = ops
+        .offsets(&access, &topic, &unique("nobody"), Some(moment))
+        .await
+        .unwrap();
+    assert_eq!(offsets.high_watermarks, vec![2, 10]);
+    assert_eq!(offsets.produced_since, Some(5));
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    let offsets = ops
+        .offsets(&access, &topic, &unique("nobody"), Some(future))
+        .await
+        .unwrap();
+    assert_eq!(offsets.produced_since, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]

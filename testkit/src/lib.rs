@@ -77,6 +77,25 @@ pub fn operator_local(operator: &str, manifest: &std::path::Path, run_dir: &std:
     cmd
 }
 
+/// Write a Pipeline manifest for `operator local` into `dir`: `kafka` is the
+/// flow mapping of `spec.kafka`, `rest` the spec's other fields (indented by
+/// two spaces) after the warehouse in `schema`.
+pub fn local_manifest(
+    dir: &std::path::Path,
+    name: &str,
+    kafka: &str,
+    schema: &str,
+    rest: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("pipeline.yaml");
+    let text = format!(
+        "apiVersion: shopstream.dev/v1alpha1\nkind: Pipeline\nmetadata: {{name: {name}}}\nspec:\n  \
+         kafka: {kafka}\n  warehouse: {{connectionSecretRef: {{name: warehouse, key: url}}, schema: {schema}}}\n{rest}"
+    );
+    std::fs::write(&path, text).expect("write the manifest");
+    path
+}
+
 /// `prefix-<random>`: a fresh topic, schema or group name per test.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

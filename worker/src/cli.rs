@@ -1,5 +1,6 @@
 //! Command-line flags; each has a `SHOPSTREAM_*` environment equivalent.
 
+use shopstream_model::envvar;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,67 +24,67 @@ pub struct Cli {
     pub kafka: KafkaArgs,
 
     /// Topic to consume.
-    #[arg(long, env = "SHOPSTREAM_TOPIC", default_value = "shopstream-events")]
+    #[arg(long, env = envvar::TOPIC, default_value = "shopstream-events")]
     pub topic: String,
 
     /// Consumer group; defaults to `shopstream-<schema>`.
-    #[arg(long, env = "SHOPSTREAM_GROUP")]
+    #[arg(long, env = envvar::GROUP)]
     pub group: Option<String>,
 
     #[command(flatten)]
     pub database: DatabaseArgs,
 
     /// Warehouse schema (one per pipeline): lower-case letters, digits, `_`.
-    #[arg(long, env = "SHOPSTREAM_SCHEMA", default_value = "shopstream", value_parser = parse_schema)]
+    #[arg(long, env = envvar::SCHEMA, default_value = "shopstream", value_parser = shopstream_common::cli::parse_schema)]
     pub schema: SchemaName,
 
     /// Most records in one micro-batch (one transaction).
-    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_RECORDS", default_value_t = 5000,
+    #[arg(long, env = envvar::BATCH_MAX_RECORDS, default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_max_records: u32,
 
     /// Longest wait, after a batch's first record, before it is committed.
-    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_WAIT_MS", default_value_t = 200,
+    #[arg(long, env = envvar::BATCH_MAX_WAIT_MS, default_value_t = 200,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub batch_max_wait_ms: u64,
 
     /// Consumer-group protocol: `consumer` (KIP-848) and `cooperative` move only
     /// the partitions that change owner; `eager` pauses every partition on
     /// every rebalance.
-    #[arg(long, env = "SHOPSTREAM_GROUP_PROTOCOL", value_enum, default_value_t)]
+    #[arg(long, env = envvar::GROUP_PROTOCOL, value_enum, default_value_t)]
     pub group_protocol: GroupProtocol,
 
     /// Session timeout with the classic protocols (how soon a dead worker's
     /// partitions move); with `consumer` the broker's group setting applies.
-    #[arg(long, env = "SHOPSTREAM_SESSION_TIMEOUT", default_value = "10s", value_parser = humantime_duration)]
+    #[arg(long, env = envvar::SESSION_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
     pub session_timeout: Duration,
 
     /// Longest gap between polls before Kafka evicts the member. The worker
     /// keeps polling (partitions paused) while the warehouse is slow, so
     /// only a stuck process reaches it.
-    #[arg(long, env = "SHOPSTREAM_MAX_POLL_INTERVAL", default_value = "5m", value_parser = humantime_duration)]
+    #[arg(long, env = envvar::MAX_POLL_INTERVAL, default_value = "5m", value_parser = humantime::parse_duration)]
     pub max_poll_interval: Duration,
 
     /// Liveness (/healthz) fails when the worker makes no progress for this
     /// long although it could: its loop stopped, a partition stayed
     /// unpositioned, or it has lag and a warehouse yet commits nothing.
-    #[arg(long, env = "SHOPSTREAM_STALL_TIMEOUT", default_value = "2m", value_parser = humantime_duration)]
+    #[arg(long, env = envvar::STALL_TIMEOUT, default_value = "2m", value_parser = humantime::parse_duration)]
     pub stall_timeout: Duration,
 
     /// Dimension keys kept in memory per dimension.
-    #[arg(long, env = "SHOPSTREAM_DIM_CACHE_SIZE", default_value_t = 200_000)]
+    #[arg(long, env = envvar::DIM_CACHE_SIZE, default_value_t = 200_000)]
     pub dim_cache_size: usize,
 
     /// Name of this worker (Kafka client id, `ingest_offsets.owner`); defaults to the host name.
-    #[arg(long, env = "SHOPSTREAM_INSTANCE")]
+    #[arg(long, env = envvar::INSTANCE)]
     pub instance: Option<String>,
 
     /// Serve Prometheus /metrics, /healthz and /readyz on this address.
-    #[arg(long, env = "SHOPSTREAM_METRICS_ADDR")]
+    #[arg(long, env = envvar::METRICS_ADDR)]
     pub metrics_addr: Option<SocketAddr>,
 
     /// Log format.
-    #[arg(long, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(long, env = envvar::LOG_FORMAT, value_enum, default_value_t)]
     pub log_format: LogFormat,
 }
 
@@ -91,7 +92,7 @@ impl Cli {
     pub fn group(&self) -> String {
         self.group
             .clone()
-            .unwrap_or_else(|| format!("shopstream-{}", self.schema))
+            .unwrap_or_else(|| shopstream_model::warehouse::default_group(self.schema.as_str()))
     }
 
     pub fn instance(&self) -> String {
@@ -104,14 +105,6 @@ impl Cli {
     pub fn batch_max_wait(&self) -> Duration {
         Duration::from_millis(self.batch_max_wait_ms)
     }
-}
-
-fn parse_schema(s: &str) -> Result<SchemaName, String> {
-    SchemaName::parse(s).map_err(|e| e.to_string())
-}
-
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -5,15 +5,11 @@ use postgres::{Client, Statement};
 pub use shopstream_common::pg::{DbError, DbSettings};
 use shopstream_model::SchemaName;
 
-/// Column lists, in COPY order, of the staging tables.
-pub const SALES_COLUMNS: &str = "order_id, line_number, event_id, session_id, customer_key, product_key, \
-     date_key, time_key, currency, payment_method, quantity, unit_price, discount_amount, line_total, \
-     net_amount, is_first_order, event_time, kafka_partition, kafka_offset";
-pub const ACTIVITY_COLUMNS: &str = "event_id, event_type, session_id, customer_key, product_key, date_key, \
-     time_key, quantity, list_price, event_time, kafka_partition, kafka_offset";
+use crate::copy_layout::columns;
+use crate::transform::{ActivityRow, SalesRow};
 
 /// Dimension columns read back after an upsert or a select (`dims.rs` reads them by position).
-const CUSTOMER_RETURNED: &str = "customer_id, customer_key, first_order_at, first_order_id, name, email, city, country, segment, signup_date";
+const CUSTOMER_RETURNED: &str = "customer_id, customer_key, first_order_at, first_order_id, name, email, city, country, segment, signup_date, gender, birth_date";
 const PRODUCT_RETURNED: &str = "product_id, product_key, name, category, brand, list_price";
 
 pub struct Statements {
@@ -36,34 +32,40 @@ pub struct Statements {
 pub struct Db {
     pub client: Client,
     pub stmts: Statements,
+    pub orders: crate::orders::OrderStatements,
 }
 
 impl Db {
     /// Prepare statements and staging tables on a connection whose schema
-    /// has been migrated.
+    /// has been migrated. Long, but only a list: each statement with its SQL
+    /// and the reason for it, one after another.
     pub fn prepare(mut client: Client, schema: &SchemaName) -> Result<Self, DbError> {
         let err = |source| DbError::Prepare {
             schema: schema.to_string(),
             source,
         };
         let t = |name: &str| schema.table(name);
+        let sales_columns = columns(&SalesRow::LAYOUT);
+        let activity_columns = columns(&ActivityRow::LAYOUT);
         client
             .batch_execute(&format!(
                 "CREATE TEMP TABLE IF NOT EXISTS stage_sales (LIKE {sales} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
                  CREATE TEMP TABLE IF NOT EXISTS stage_activity (LIKE {activity} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;",
-                sales = t("fact_sales"),
-                activity = t("fact_activity"),
+                sales = t(shopstream_model::warehouse::FACT_SALES),
+                activity = t(shopstream_model::warehouse::FACT_ACTIVITY),
             ))
             .map_err(err)?;
         // SCD type 1 by event time: a row's attributes change only for an
         // event at least as new as the one they came from, whatever order
-        // batches commit in. The first order only ever moves earlier.
+        // batches commit in. The first order only ever moves earlier. Gender
+        // and birth date unknown to an event (schema version 1) stay as known.
         let upsert_customers = client
             .prepare(&format!(
                 "INSERT INTO {c} AS d (customer_id, name, email, city, country, segment, signup_date,
-                                       first_order_at, first_order_id, attributes_at)
+                                       first_order_at, first_order_id, attributes_at, gender, birth_date)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                      $7::date[], $8::timestamptz[], $9::uuid[], $10::timestamptz[])
+                                      $7::date[], $8::timestamptz[], $9::uuid[], $10::timestamptz[],
+                                      $11::text[], $12::date[])
                  ORDER BY 1
                  ON CONFLICT (customer_id) DO UPDATE SET
                      name = CASE WHEN {newer} THEN EXCLUDED.name ELSE d.name END,
@@ -72,17 +74,21 @@ impl Db {
                      country = CASE WHEN {newer} THEN EXCLUDED.country ELSE d.country END,
                      segment = CASE WHEN {newer} THEN EXCLUDED.segment ELSE d.segment END,
                      signup_date = CASE WHEN {newer} THEN EXCLUDED.signup_date ELSE d.signup_date END,
+                     gender = CASE WHEN {newer} THEN coalesce(EXCLUDED.gender, d.gender) ELSE d.gender END,
+                     birth_date = CASE WHEN {newer} THEN coalesce(EXCLUDED.birth_date, d.birth_date) ELSE d.birth_date END,
                      attributes_at = GREATEST(d.attributes_at, EXCLUDED.attributes_at),
                      first_order_at = CASE WHEN {earlier} THEN EXCLUDED.first_order_at ELSE d.first_order_at END,
                      first_order_id = CASE WHEN {earlier} THEN EXCLUDED.first_order_id ELSE d.first_order_id END,
                      updated_at = now()
-                 WHERE ({newer} AND (d.name, d.email, d.city, d.country, d.segment, d.signup_date)
+                 WHERE ({newer} AND (d.name, d.email, d.city, d.country, d.segment, d.signup_date,
+                                     d.gender, d.birth_date)
                                     IS DISTINCT FROM
                                     (EXCLUDED.name, EXCLUDED.email, EXCLUDED.city, EXCLUDED.country,
-                                     EXCLUDED.segment, EXCLUDED.signup_date))
+                                     EXCLUDED.segment, EXCLUDED.signup_date,
+                                     coalesce(EXCLUDED.gender, d.gender), coalesce(EXCLUDED.birth_date, d.birth_date)))
                     OR {earlier}
                  RETURNING {CUSTOMER_RETURNED}",
-                c = t("dim_customer"),
+                c = t(shopstream_model::warehouse::DIM_CUSTOMER),
                 newer = "EXCLUDED.attributes_at >= coalesce(d.attributes_at, '-infinity')",
                 earlier = "(EXCLUDED.first_order_at IS NOT NULL AND (d.first_order_at IS NULL
                     OR (EXCLUDED.first_order_at, EXCLUDED.first_order_id)
@@ -92,7 +98,7 @@ impl Db {
         let select_customers = client
             .prepare(&format!(
                 "SELECT {CUSTOMER_RETURNED} FROM {} WHERE customer_id = ANY($1)",
-                t("dim_customer")
+                t(shopstream_model::warehouse::DIM_CUSTOMER)
             ))
             .map_err(err)?;
         let upsert_products = client
@@ -108,13 +114,13 @@ impl Db {
                    AND (d.name, d.category, d.brand, d.list_price)
                        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.category, EXCLUDED.brand, EXCLUDED.list_price)
                  RETURNING {PRODUCT_RETURNED}",
-                p = t("dim_product")
+                p = t(shopstream_model::warehouse::DIM_PRODUCT)
             ))
             .map_err(err)?;
         let select_products = client
             .prepare(&format!(
                 "SELECT {PRODUCT_RETURNED} FROM {} WHERE product_id = ANY($1)",
-                t("dim_product")
+                t(shopstream_model::warehouse::DIM_PRODUCT)
             ))
             .map_err(err)?;
         // A batch that moved customers' first orders earlier clears the flag
@@ -127,8 +133,8 @@ impl Db {
                  FROM {c} AS c
                  WHERE c.customer_key = ANY($1) AND f.customer_key = c.customer_key
                    AND f.is_first_order AND f.order_id IS DISTINCT FROM c.first_order_id",
-                f = t("fact_sales"),
-                c = t("dim_customer"),
+                f = t(shopstream_model::warehouse::FACT_SALES),
+                c = t(shopstream_model::warehouse::DIM_CUSTOMER),
             ))
             .map_err(err)?;
         // Both fact tables in one statement. The rollups follow from the
@@ -137,17 +143,17 @@ impl Db {
         let insert_facts = client
             .prepare(&format!(
                 "WITH sales AS (
-                     INSERT INTO {sales} ({SALES_COLUMNS}) SELECT {SALES_COLUMNS} FROM pg_temp.stage_sales
+                     INSERT INTO {sales} ({sales_columns}) SELECT {sales_columns} FROM pg_temp.stage_sales
                      ON CONFLICT DO NOTHING
                      RETURNING 1
                  ), activity AS (
-                     INSERT INTO {activity} ({ACTIVITY_COLUMNS}) SELECT {ACTIVITY_COLUMNS} FROM pg_temp.stage_activity
+                     INSERT INTO {activity} ({activity_columns}) SELECT {activity_columns} FROM pg_temp.stage_activity
                      ON CONFLICT DO NOTHING
                      RETURNING 1
                  )
                  SELECT (SELECT count(*) FROM sales), (SELECT count(*) FROM activity)",
-                sales = t("fact_sales"),
-                activity = t("fact_activity"),
+                sales = t(shopstream_model::warehouse::FACT_SALES),
+                activity = t(shopstream_model::warehouse::FACT_ACTIVITY),
             ))
             .map_err(err)?;
         let insert_dead_letters = client
@@ -157,7 +163,7 @@ impl Db {
                  SELECT $1, * FROM unnest($2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[],
                                           $8::timestamptz[])
                  ON CONFLICT DO NOTHING",
-                t("dead_letter")
+                t(shopstream_model::warehouse::DEAD_LETTER)
             ))
             .map_err(err)?;
         let ensure_offsets = client
@@ -165,14 +171,14 @@ impl Db {
                 "INSERT INTO {} (consumer_group, topic, kafka_partition, next_offset)
                  SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p
                  ON CONFLICT DO NOTHING",
-                t("ingest_offsets")
+                t(shopstream_model::warehouse::INGEST_OFFSETS)
             ))
             .map_err(err)?;
         let select_offsets = client
             .prepare(&format!(
                 "SELECT kafka_partition, next_offset FROM {}
                  WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = ANY($3)",
-                t("ingest_offsets")
+                t(shopstream_model::warehouse::INGEST_OFFSETS)
             ))
             .map_err(err)?;
         // The fence: only advance a partition from the offset this worker
@@ -184,14 +190,14 @@ impl Db {
                  FROM unnest($4::int[], $5::bigint[], $6::bigint[]) AS v(p, expected, next)
                  WHERE o.consumer_group = $1 AND o.topic = $2 AND o.kafka_partition = v.p
                    AND o.next_offset = v.expected",
-                t("ingest_offsets")
+                t(shopstream_model::warehouse::INGEST_OFFSETS)
             ))
             .map_err(err)?;
         let reset_offset = client
             .prepare(&format!(
                 "UPDATE {} SET next_offset = $5, owner = $6, updated_at = now()
                  WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3 AND next_offset = $4",
-                t("ingest_offsets")
+                t(shopstream_model::warehouse::INGEST_OFFSETS)
             ))
             .map_err(err)?;
         let stmts = Statements {
@@ -206,12 +212,17 @@ impl Db {
             select_offsets,
             advance_offsets,
             reset_offset,
-            copy_sales: format!("COPY pg_temp.stage_sales ({SALES_COLUMNS}) FROM STDIN (FORMAT binary)"),
+            copy_sales: format!("COPY pg_temp.stage_sales ({sales_columns}) FROM STDIN (FORMAT binary)"),
             copy_activity: format!(
-                "COPY pg_temp.stage_activity ({ACTIVITY_COLUMNS}) FROM STDIN (FORMAT binary)"
+                "COPY pg_temp.stage_activity ({activity_columns}) FROM STDIN (FORMAT binary)"
             ),
         };
-        Ok(Self { client, stmts })
+        let orders = crate::orders::OrderStatements::prepare(&mut client, schema).map_err(err)?;
+        Ok(Self {
+            client,
+            stmts,
+            orders,
+        })
     }
 
     pub fn is_closed(&self) -> bool {

@@ -1,5 +1,6 @@
 //! Dimension keys: resolve a batch's customers and products to surrogate
-//! keys, upserting only what is new or changed (SCD type 1).
+//! keys, upserting only what is new or changed (SCD type 1), with one
+//! resolver for every [`Dimension`].
 //!
 //! A bounded LRU cache remembers keys and an attribute fingerprint of rows
 //! known to be in the warehouse. Entries learnt inside a transaction are
@@ -16,6 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::db::Statements;
 use crate::transform::{Batch, CustomerRow, FirstOrder, ProductRow};
+use shopstream_model::Gender;
 use uuid::Uuid;
 
 /// What the warehouse holds for a customer: its key, a fingerprint of its
@@ -65,18 +67,16 @@ fn fingerprint(h: impl Hash) -> u64 {
 }
 
 fn customer_fingerprint(c: &CustomerRow) -> u64 {
-    customer_attrs_fingerprint(&c.name, &c.email, &c.city, &c.country, &c.segment, c.signup_date)
-}
-
-fn customer_attrs_fingerprint(
-    name: &str,
-    email: &str,
-    city: &str,
-    country: &str,
-    segment: &str,
-    signup_date: NaiveDate,
-) -> u64 {
-    fingerprint((name, email, city, country, segment, signup_date))
+    fingerprint((
+        c.name.as_str(),
+        c.email.as_str(),
+        c.city.as_str(),
+        c.country.as_str(),
+        c.segment.as_str(),
+        c.signup_date,
+        c.gender.map(Gender::as_str),
+        c.birth_date,
+    ))
 }
 
 fn product_fingerprint(p: &ProductRow) -> u64 {
@@ -94,7 +94,16 @@ fn customer_from_row(r: &postgres::Row) -> (String, CachedCustomer) {
         .get::<_, Option<DateTime<Utc>>>(2)
         // Written by a worker that predates first_order_id: never equal to an order.
         .map(|t| (t, r.get::<_, Option<Uuid>>(3).unwrap_or(Uuid::max())));
-    let fp = customer_attrs_fingerprint(r.get(4), r.get(5), r.get(6), r.get(7), r.get(8), r.get(9));
+    let fp = fingerprint((
+        r.get::<_, &str>(4),
+        r.get::<_, &str>(5),
+        r.get::<_, &str>(6),
+        r.get::<_, &str>(7),
+        r.get::<_, &str>(8),
+        r.get::<_, NaiveDate>(9),
+        r.get::<_, Option<&str>>(10),
+        r.get::<_, Option<NaiveDate>>(11),
+    ));
     (
         r.get(0),
         CachedCustomer {
@@ -125,6 +134,179 @@ fn customer_is_current(cached: &CachedCustomer, row: &CustomerRow, fp: u64) -> b
     cached.fingerprint == fp && first_order_known
 }
 
+/// One dimension table as the resolver sees it: how a batch's row is
+/// identified and compared with what the warehouse holds, and the upsert and
+/// select statements that return what it holds.
+trait Dimension {
+    type Row;
+    /// What the cache keeps of a warehouse row.
+    type Known: Copy;
+    fn id(row: &Self::Row) -> &str;
+    /// Whether the warehouse's entry already reflects `row`.
+    fn is_current(known: &Self::Known, row: &Self::Row) -> bool;
+    /// Upsert `rows` in one statement; returns the rows it wrote.
+    fn upsert(
+        tx: &mut Transaction<'_>,
+        stmts: &Statements,
+        rows: &[&Self::Row],
+    ) -> Result<Vec<postgres::Row>, postgres::Error>;
+    fn select(stmts: &Statements) -> &postgres::Statement;
+    fn from_row(r: &postgres::Row) -> (String, Self::Known);
+}
+
+struct Customers;
+struct Products;
+
+impl Dimension for Customers {
+    type Row = CustomerRow;
+    type Known = CachedCustomer;
+
+    fn id(row: &CustomerRow) -> &str {
+        &row.customer_id
+    }
+
+    fn is_current(known: &CachedCustomer, row: &CustomerRow) -> bool {
+        customer_is_current(known, row, customer_fingerprint(row))
+    }
+
+    fn upsert(
+        tx: &mut Transaction<'_>,
+        stmts: &Statements,
+        rows: &[&CustomerRow],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let col = |f: fn(&CustomerRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let dates: Vec<NaiveDate> = rows.iter().map(|r| r.signup_date).collect();
+        let first_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.first_order.map(|f| f.0)).collect();
+        let first_id: Vec<Option<Uuid>> = rows.iter().map(|r| r.first_order.map(|f| f.1)).collect();
+        let seen: Vec<DateTime<Utc>> = rows.iter().map(|r| r.seen_at).collect();
+        let genders: Vec<Option<&str>> = rows.iter().map(|r| r.gender.map(Gender::as_str)).collect();
+        let births: Vec<Option<NaiveDate>> = rows.iter().map(|r| r.birth_date).collect();
+        tx.query(
+            &stmts.upsert_customers,
+            &[
+                &col(|r| r.customer_id.clone()),
+                &col(|r| r.name.clone()),
+                &col(|r| r.email.clone()),
+                &col(|r| r.city.clone()),
+                &col(|r| r.country.clone()),
+                &col(|r| r.segment.clone()),
+                &dates,
+                &first_at,
+                &first_id,
+                &seen,
+                &genders,
+                &births,
+            ],
+        )
+    }
+
+    fn select(stmts: &Statements) -> &postgres::Statement {
+        &stmts.select_customers
+    }
+
+    fn from_row(r: &postgres::Row) -> (String, CachedCustomer) {
+        customer_from_row(r)
+    }
+}
+
+impl Dimension for Products {
+    type Row = ProductRow;
+    type Known = CachedProduct;
+
+    fn id(row: &ProductRow) -> &str {
+        &row.product_id
+    }
+
+    fn is_current(known: &CachedProduct, row: &ProductRow) -> bool {
+        known.fingerprint == product_fingerprint(row)
+    }
+
+    fn upsert(
+        tx: &mut Transaction<'_>,
+        stmts: &Statements,
+        rows: &[&ProductRow],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let col = |f: fn(&ProductRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+        let prices: Vec<Decimal> = rows.iter().map(|r| r.list_price).collect();
+        let seen: Vec<DateTime<Utc>> = rows.iter().map(|r| r.seen_at).collect();
+        tx.query(
+            &stmts.upsert_products,
+            &[
+                &col(|r| r.product_id.clone()),
+                &col(|r| r.name.clone()),
+                &col(|r| r.category.clone()),
+                &col(|r| r.brand.clone()),
+                &prices,
+                &seen,
+            ],
+        )
+    }
+
+    fn select(stmts: &Statements) -> &postgres::Statement {
+        &stmts.select_products
+    }
+
+    fn from_row(r: &postgres::Row) -> (String, CachedProduct) {
+        product_from_row(r)
+    }
+}
+
+/// What the warehouse holds for each of `rows` (by index), and how many rows
+/// the upsert wrote. Rows the cache knows to be current cost nothing; the
+/// others are upserted in one statement, and those it left alone (already
+/// current or newer in the warehouse) are read back. What was learnt goes to
+/// `pending`, for the cache after COMMIT.
+fn resolve_dimension<D: Dimension>(
+    cache: &mut LruCache<String, D::Known>,
+    tx: &mut Transaction<'_>,
+    stmts: &Statements,
+    rows: &[D::Row],
+    pending: &mut Vec<(String, D::Known)>,
+) -> Result<(Vec<D::Known>, usize), postgres::Error> {
+    let mut known: Vec<Option<D::Known>> = vec![None; rows.len()];
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        match cache.get(D::id(row)) {
+            Some(k) if D::is_current(k, row) => known[i] = Some(*k),
+            _ => todo.push(i),
+        }
+    }
+    let mut upserted = 0;
+    if !todo.is_empty() {
+        let todo_rows: Vec<&D::Row> = todo.iter().map(|&i| &rows[i]).collect();
+        let returned = D::upsert(tx, stmts, &todo_rows)?;
+        upserted = returned.len();
+        let mut found: HashMap<String, D::Known> = returned.iter().map(D::from_row).collect();
+        if found.len() < todo.len() {
+            let missing: Vec<&str> = todo_rows
+                .iter()
+                .map(|r| D::id(r))
+                .filter(|id| !found.contains_key(*id))
+                .collect();
+            found.extend(tx.query(D::select(stmts), &[&missing])?.iter().map(D::from_row));
+        }
+        for &i in &todo {
+            let id = D::id(&rows[i]);
+            let k = found[id];
+            known[i] = Some(k);
+            pending.push((id.to_string(), k));
+        }
+    }
+    // Every row is either cached or was upserted or selected above.
+    Ok((known.into_iter().flatten().collect(), upserted))
+}
+
+/// Put learnt entries in a cache of at most `capacity`, the least recently
+/// used going first.
+fn put_bounded<K: Copy>(cache: &mut LruCache<String, K>, entries: Vec<(String, K)>, capacity: usize) {
+    for (id, k) in entries {
+        cache.put(id, k);
+        if cache.len() > capacity {
+            cache.pop_lru();
+        }
+    }
+}
+
 impl DimCache {
     /// At most `capacity` entries per dimension. The maps grow as keys are
     /// seen (`LruCache::new` would allocate the full capacity up front).
@@ -137,18 +319,8 @@ impl DimCache {
     }
 
     pub fn commit(&mut self, pending: Pending) {
-        for (id, c) in pending.customers {
-            self.customers.put(id, c);
-            if self.customers.len() > self.capacity {
-                self.customers.pop_lru();
-            }
-        }
-        for (id, p) in pending.products {
-            self.products.put(id, p);
-            if self.products.len() > self.capacity {
-                self.products.pop_lru();
-            }
-        }
+        put_bounded(&mut self.customers, pending.customers, self.capacity);
+        put_bounded(&mut self.products, pending.products, self.capacity);
     }
 
     pub fn len(&self) -> (usize, usize) {
@@ -163,137 +335,28 @@ impl DimCache {
         batch: &Batch,
     ) -> Result<Resolved, postgres::Error> {
         let mut pending = Pending::default();
-        let (customer_keys, first_orders, upserted_customers) =
-            self.resolve_customers(tx, stmts, &batch.customers, &mut pending)?;
-        let (product_keys, upserted_products) =
-            self.resolve_products(tx, stmts, &batch.products, &mut pending)?;
+        let (customers, upserted_customers) = resolve_dimension::<Customers>(
+            &mut self.customers,
+            tx,
+            stmts,
+            &batch.customers,
+            &mut pending.customers,
+        )?;
+        let (products, upserted_products) = resolve_dimension::<Products>(
+            &mut self.products,
+            tx,
+            stmts,
+            &batch.products,
+            &mut pending.products,
+        )?;
         Ok(Resolved {
-            customer_keys,
-            first_orders,
-            product_keys,
+            customer_keys: customers.iter().map(|c| c.key).collect(),
+            first_orders: customers.iter().map(|c| c.first_order).collect(),
+            product_keys: products.iter().map(|p| p.key).collect(),
             upserted_customers,
             upserted_products,
             pending,
         })
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn resolve_customers(
-        &mut self,
-        tx: &mut Transaction<'_>,
-        stmts: &Statements,
-        rows: &[CustomerRow],
-        pending: &mut Pending,
-    ) -> Result<(Vec<i64>, Vec<Option<FirstOrder>>, usize), postgres::Error> {
-        let mut keys = vec![0_i64; rows.len()];
-        let mut first_orders = vec![None; rows.len()];
-        let mut todo: Vec<usize> = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            let fp = customer_fingerprint(row);
-            match self.customers.get(&row.customer_id) {
-                Some(c) if customer_is_current(c, row, fp) => {
-                    keys[i] = c.key;
-                    first_orders[i] = c.first_order;
-                }
-                _ => todo.push(i),
-            }
-        }
-        if todo.is_empty() {
-            return Ok((keys, first_orders, 0));
-        }
-        let col = |f: fn(&CustomerRow) -> String| todo.iter().map(|&i| f(&rows[i])).collect::<Vec<_>>();
-        let ids = col(|r| r.customer_id.clone());
-        let dates: Vec<NaiveDate> = todo.iter().map(|&i| rows[i].signup_date).collect();
-        let first_at: Vec<Option<DateTime<Utc>>> =
-            todo.iter().map(|&i| rows[i].first_order.map(|f| f.0)).collect();
-        let first_id: Vec<Option<Uuid>> = todo.iter().map(|&i| rows[i].first_order.map(|f| f.1)).collect();
-        let seen: Vec<DateTime<Utc>> = todo.iter().map(|&i| rows[i].seen_at).collect();
-        let returned = tx.query(
-            &stmts.upsert_customers,
-            &[
-                &ids,
-                &col(|r| r.name.clone()),
-                &col(|r| r.email.clone()),
-                &col(|r| r.city.clone()),
-                &col(|r| r.country.clone()),
-                &col(|r| r.segment.clone()),
-                &dates,
-                &first_at,
-                &first_id,
-                &seen,
-            ],
-        )?;
-        let upserted = returned.len();
-        let mut found: HashMap<String, CachedCustomer> = returned.iter().map(customer_from_row).collect();
-        if found.len() < todo.len() {
-            // Rows already current (or newer) in the warehouse are not returned by the upsert.
-            let missing: Vec<&String> = ids.iter().filter(|id| !found.contains_key(*id)).collect();
-            found.extend(
-                tx.query(&stmts.select_customers, &[&missing])?
-                    .iter()
-                    .map(customer_from_row),
-            );
-        }
-        for &i in &todo {
-            let row = &rows[i];
-            let c = found[&row.customer_id];
-            keys[i] = c.key;
-            first_orders[i] = c.first_order;
-            pending.customers.push((row.customer_id.clone(), c));
-        }
-        Ok((keys, first_orders, upserted))
-    }
-
-    fn resolve_products(
-        &mut self,
-        tx: &mut Transaction<'_>,
-        stmts: &Statements,
-        rows: &[ProductRow],
-        pending: &mut Pending,
-    ) -> Result<(Vec<i64>, usize), postgres::Error> {
-        let mut keys = vec![0_i64; rows.len()];
-        let mut todo: Vec<usize> = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            match self.products.get(&row.product_id) {
-                Some(p) if p.fingerprint == product_fingerprint(row) => keys[i] = p.key,
-                _ => todo.push(i),
-            }
-        }
-        if todo.is_empty() {
-            return Ok((keys, 0));
-        }
-        let col = |f: fn(&ProductRow) -> String| todo.iter().map(|&i| f(&rows[i])).collect::<Vec<_>>();
-        let ids = col(|r| r.product_id.clone());
-        let prices: Vec<Decimal> = todo.iter().map(|&i| rows[i].list_price).collect();
-        let seen: Vec<DateTime<Utc>> = todo.iter().map(|&i| rows[i].seen_at).collect();
-        let returned = tx.query(
-            &stmts.upsert_products,
-            &[
-                &ids,
-                &col(|r| r.name.clone()),
-                &col(|r| r.category.clone()),
-                &col(|r| r.brand.clone()),
-                &prices,
-                &seen,
-            ],
-        )?;
-        let upserted = returned.len();
-        let mut found: HashMap<String, CachedProduct> = returned.iter().map(product_from_row).collect();
-        if found.len() < todo.len() {
-            let missing: Vec<&String> = ids.iter().filter(|id| !found.contains_key(*id)).collect();
-            found.extend(
-                tx.query(&stmts.select_products, &[&missing])?
-                    .iter()
-                    .map(product_from_row),
-            );
-        }
-        for &i in &todo {
-            let row = &rows[i];
-            let p = found[&row.product_id];
-            keys[i] = p.key;
-            pending.products.push((row.product_id.clone(), p));
-        }
-        Ok((keys, upserted))
     }
 }
 
@@ -310,6 +373,8 @@ mod tests {
             country: "FR".into(),
             segment: "consumer".into(),
             signup_date: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            gender: Some(Gender::Female),
+            birth_date: NaiveDate::from_ymd_opt(1990, 5, 17),
             first_order: first_order.map(|t| (t.parse().unwrap(), Uuid::nil())),
             seen_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         }

@@ -45,86 +45,92 @@ pub fn load_isolating(
     expected: &BTreeMap<i32, i64>,
     metrics: &Metrics,
 ) -> Result<Loaded, LoadError> {
-    attempt(db, cache, stream, records, batch, expected, metrics, true)
+    Isolator {
+        db,
+        cache,
+        stream,
+        metrics,
+    }
+    .attempt(records, batch, expected, true)
 }
 
-/// One load; on a data error, split (`whole`: the batch as polled, counted
-/// and logged once, not at every level of the split).
-#[allow(clippy::too_many_arguments)]
-fn attempt(
-    db: &mut Db,
-    cache: &mut DimCache,
-    stream: &Stream,
-    records: &[OwnedRecord],
-    batch: &Batch,
-    expected: &BTreeMap<i32, i64>,
-    metrics: &Metrics,
-    whole: bool,
-) -> Result<Loaded, LoadError> {
-    match load_batch(db, cache, stream, batch, expected) {
-        Err(LoadError::Db(e)) if e.code().is_some_and(caused_by_data) => {
-            if whole {
-                metrics.isolations.inc();
-                tracing::warn!(error = %e, records = records.len(), "the warehouse rejected the batch's data; isolating the record it fails on");
+/// What every level of the split loads with.
+struct Isolator<'a> {
+    db: &'a mut Db,
+    cache: &'a mut DimCache,
+    stream: &'a Stream,
+    metrics: &'a Metrics,
+}
+
+impl Isolator<'_> {
+    fn load(&mut self, batch: &Batch, expected: &BTreeMap<i32, i64>) -> Result<Loaded, LoadError> {
+        load_batch(self.db, self.cache, self.stream, batch, expected)
+    }
+
+    /// One load; on a data error, split (`whole`: the batch as polled, counted
+    /// and logged once, not at every level of the split).
+    fn attempt(
+        &mut self,
+        records: &[OwnedRecord],
+        batch: &Batch,
+        expected: &BTreeMap<i32, i64>,
+        whole: bool,
+    ) -> Result<Loaded, LoadError> {
+        match self.load(batch, expected) {
+            Err(LoadError::Db(e)) if e.code().is_some_and(caused_by_data) => {
+                if whole {
+                    self.metrics.isolations.inc();
+                    tracing::warn!(error = %e, records = records.len(), "the warehouse rejected the batch's data; isolating the record it fails on");
+                }
+                self.split(records, expected)
             }
-            split(db, cache, stream, records, expected, metrics)
+            other => other,
         }
-        other => other,
     }
-}
 
-fn split(
-    db: &mut Db,
-    cache: &mut DimCache,
-    stream: &Stream,
-    records: &[OwnedRecord],
-    expected: &BTreeMap<i32, i64>,
-    metrics: &Metrics,
-) -> Result<Loaded, LoadError> {
-    if let [record] = records {
-        return load_rejected(db, cache, stream, record, expected, metrics);
+    fn split(&mut self, records: &[OwnedRecord], expected: &BTreeMap<i32, i64>) -> Result<Loaded, LoadError> {
+        if let [record] = records {
+            return self.load_rejected(record, expected);
+        }
+        let (left, right) = halves(records);
+        let left_batch = Batch::from_records(left);
+        let mut done = self.attempt(left, &left_batch, expected, false)?;
+        // The right half builds on the offsets the left half stored.
+        let mut after = expected.clone();
+        for (p, range) in &left_batch.offsets {
+            after.insert(*p, range.next());
+        }
+        let right_batch = Batch::from_records(right);
+        let more = self.attempt(right, &right_batch, &after, false)?;
+        done.absorb(more);
+        Ok(done)
     }
-    let (left, right) = halves(records);
-    let left_batch = Batch::from_records(left);
-    let mut done = attempt(db, cache, stream, left, &left_batch, expected, metrics, false)?;
-    // The right half builds on the offsets the left half stored.
-    let mut after = expected.clone();
-    for (p, range) in &left_batch.offsets {
-        after.insert(*p, range.next());
-    }
-    let right_batch = Batch::from_records(right);
-    let more = attempt(db, cache, stream, right, &right_batch, &after, metrics, false)?;
-    done.absorb(more);
-    Ok(done)
-}
 
-/// The one record the warehouse refuses: store it as a dead letter with the
-/// database's reason, and advance its partition past it.
-fn load_rejected(
-    db: &mut Db,
-    cache: &mut DimCache,
-    stream: &Stream,
-    record: &OwnedRecord,
-    expected: &BTreeMap<i32, i64>,
-    metrics: &Metrics,
-) -> Result<Loaded, LoadError> {
-    let batch = Batch::from_records([record]);
-    let reason = match load_batch(db, cache, stream, &batch, expected) {
-        Err(LoadError::Db(e)) if e.code().is_some_and(caused_by_data) => describe(&e),
-        other => return other, // it loads after all (the fault was elsewhere), or a real failure
-    };
-    tracing::warn!(partition = record.partition, offset = record.offset, %reason, "record rejected by the warehouse; stored as a dead letter");
-    let dead = Batch::rejected(
-        DeadLetter::new(record.raw(), ErrorKind::RejectedByWarehouse, &reason),
-        record.partition,
-        record.offset,
-    );
-    let loaded = load_batch(db, cache, stream, &dead, expected)?;
-    metrics
-        .dead_letters
-        .with_label_values(&[ErrorKind::RejectedByWarehouse.as_str()])
-        .inc();
-    Ok(loaded)
+    /// The one record the warehouse refuses: store it as a dead letter with
+    /// the database's reason, and advance its partition past it.
+    fn load_rejected(
+        &mut self,
+        record: &OwnedRecord,
+        expected: &BTreeMap<i32, i64>,
+    ) -> Result<Loaded, LoadError> {
+        let batch = Batch::from_records([record]);
+        let reason = match self.load(&batch, expected) {
+            Err(LoadError::Db(e)) if e.code().is_some_and(caused_by_data) => describe(&e),
+            other => return other, // it loads after all (the fault was elsewhere), or a real failure
+        };
+        tracing::warn!(partition = record.partition, offset = record.offset, %reason, "record rejected by the warehouse; stored as a dead letter");
+        let dead = Batch::rejected(
+            DeadLetter::new(record.raw(), ErrorKind::RejectedByWarehouse, &reason),
+            record.partition,
+            record.offset,
+        );
+        let loaded = self.load(&dead, expected)?;
+        self.metrics
+            .dead_letters
+            .with_label_values(&[ErrorKind::RejectedByWarehouse.as_str()])
+            .inc();
+        Ok(loaded)
+    }
 }
 
 /// "rejected by the warehouse: <message> (SQLSTATE <code>): <detail>".

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{ToSql, Type};
+use postgres::{Statement, Transaction};
 use thiserror::Error;
 
+use crate::copy_layout;
 use crate::db::Db;
 use crate::dims::DimCache;
-use crate::transform::Batch;
+use crate::transform::{Batch, DeadLetter};
 
 /// Identifies the stream whose offsets this worker advances.
 #[derive(Debug, Clone)]
@@ -38,7 +38,9 @@ pub enum LoadError {
 pub struct Loaded {
     pub sales_rows: u64,
     pub activity_rows: u64,
-    /// Fact rows already present (duplicates on the wire).
+    /// Order status events that were new.
+    pub order_updates: u64,
+    /// Fact rows and status events already present (duplicates on the wire).
     pub duplicates: u64,
     pub dead_letters: u64,
     pub upserted_customers: usize,
@@ -51,6 +53,7 @@ impl Loaded {
     pub fn absorb(&mut self, later: Loaded) {
         self.sales_rows += later.sales_rows;
         self.activity_rows += later.activity_rows;
+        self.order_updates += later.order_updates;
         self.duplicates += later.duplicates;
         self.dead_letters += later.dead_letters;
         self.upserted_customers += later.upserted_customers;
@@ -72,99 +75,14 @@ pub fn load_batch(
     let mut tx = db.client.transaction()?;
     let resolved = cache.resolve(&mut tx, stmts, batch)?;
 
-    let staged_sales = batch.sales.len() as u64;
-    if staged_sales > 0 {
-        let types = [
-            Type::UUID,
-            Type::INT4,
-            Type::UUID,
-            Type::UUID,
-            Type::INT8,
-            Type::INT8,
-            Type::INT4,
-            Type::INT2,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT4,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::BOOL,
-            Type::TIMESTAMPTZ,
-            Type::INT4,
-            Type::INT8,
-        ];
-        let mut w = BinaryCopyInWriter::new(tx.copy_in(&stmts.copy_sales)?, &types);
-        for s in &batch.sales {
-            let customer_key = resolved.customer_keys[s.customer];
-            let product_key = resolved.product_keys[s.product];
-            let is_first_order = resolved.first_orders[s.customer].map(|f| f.1) == Some(s.order_id);
-            let row: [&(dyn ToSql + Sync); 19] = [
-                &s.order_id,
-                &s.line_number,
-                &s.event_id,
-                &s.session_id,
-                &customer_key,
-                &product_key,
-                &s.date_key,
-                &s.time_key,
-                &s.currency,
-                &s.payment_method,
-                &s.quantity,
-                &s.unit_price,
-                &s.discount_amount,
-                &s.line_total,
-                &s.net_amount,
-                &is_first_order,
-                &s.event_time,
-                &s.partition,
-                &s.offset,
-            ];
-            w.write(&row)?;
-        }
-        w.finish()?;
-    }
-
-    let staged_activity = batch.activity.len() as u64;
-    if staged_activity > 0 {
-        let types = [
-            Type::UUID,
-            Type::TEXT,
-            Type::UUID,
-            Type::INT8,
-            Type::INT8,
-            Type::INT4,
-            Type::INT2,
-            Type::INT4,
-            Type::NUMERIC,
-            Type::TIMESTAMPTZ,
-            Type::INT4,
-            Type::INT8,
-        ];
-        let mut w = BinaryCopyInWriter::new(tx.copy_in(&stmts.copy_activity)?, &types);
-        for a in &batch.activity {
-            let customer_key = resolved.customer_keys[a.customer];
-            let product_key = resolved.product_keys[a.product];
-            let event_type = a.event_type.as_str();
-            let row: [&(dyn ToSql + Sync); 12] = [
-                &a.event_id,
-                &event_type,
-                &a.session_id,
-                &customer_key,
-                &product_key,
-                &a.date_key,
-                &a.time_key,
-                &a.quantity,
-                &a.list_price,
-                &a.event_time,
-                &a.partition,
-                &a.offset,
-            ];
-            w.write(&row)?;
-        }
-        w.finish()?;
-    }
+    let (staged_sales, staged_activity) = copy_layout::stage_facts(
+        &mut tx,
+        &stmts.copy_sales,
+        &stmts.copy_activity,
+        &batch.sales,
+        &batch.activity,
+        &resolved,
+    )?;
     let (sales_rows, activity_rows) = if staged_sales + staged_activity > 0 {
         let row = tx.query_one(&stmts.insert_facts, &[])?;
         (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
@@ -182,33 +100,77 @@ pub fn load_batch(
     if !buyers.is_empty() {
         tx.execute(&stmts.unflag_first_orders, &[&buyers])?;
     }
+    let order_updates = crate::orders::apply(&mut tx, &db.orders, batch)?;
 
-    let dead = &batch.dead_letters;
-    let dead_letters = if dead.is_empty() {
-        0
-    } else {
-        let partitions: Vec<i32> = dead.iter().map(|d| d.partition).collect();
-        let offsets: Vec<i64> = dead.iter().map(|d| d.offset).collect();
-        let keys: Vec<Option<&[u8]>> = dead.iter().map(|d| d.key.as_deref()).collect();
-        let payloads: Vec<Option<&[u8]>> = dead.iter().map(|d| d.payload.as_deref()).collect();
-        let kinds: Vec<&str> = dead.iter().map(|d| d.kind.as_str()).collect();
-        let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
-        let times: Vec<Option<DateTime<Utc>>> = dead.iter().map(|d| d.kafka_timestamp).collect();
-        tx.execute(
-            &stmts.insert_dead_letters,
-            &[
-                &stream.topic,
-                &partitions,
-                &offsets,
-                &keys,
-                &payloads,
-                &kinds,
-                &errors,
-                &times,
-            ],
-        )?
-    };
+    let dead_letters = insert_dead_letters(
+        &mut tx,
+        &stmts.insert_dead_letters,
+        &stream.topic,
+        &batch.dead_letters,
+    )?;
+    if !advance(&mut tx, &stmts.advance_offsets, stream, batch, expected)? {
+        // Dropping `tx` rolls back.
+        return Err(LoadError::Fenced {
+            partitions: batch.offsets.keys().copied().collect(),
+        });
+    }
+    tx.commit()?;
+    cache.commit(resolved.pending);
+    Ok(Loaded {
+        sales_rows,
+        activity_rows,
+        order_updates,
+        duplicates: (staged_sales - sales_rows)
+            + (staged_activity - activity_rows)
+            + (batch.order_updates.len() as u64 - order_updates),
+        dead_letters,
+        upserted_customers: resolved.upserted_customers,
+        upserted_products: resolved.upserted_products,
+        committed_at: Utc::now(),
+    })
+}
 
+/// The batch's dead letters; returns how many were new.
+fn insert_dead_letters(
+    tx: &mut Transaction<'_>,
+    insert: &Statement,
+    topic: &str,
+    dead: &[DeadLetter],
+) -> Result<u64, postgres::Error> {
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let partitions: Vec<i32> = dead.iter().map(|d| d.partition).collect();
+    let offsets: Vec<i64> = dead.iter().map(|d| d.offset).collect();
+    let keys: Vec<Option<&[u8]>> = dead.iter().map(|d| d.key.as_deref()).collect();
+    let payloads: Vec<Option<&[u8]>> = dead.iter().map(|d| d.payload.as_deref()).collect();
+    let kinds: Vec<&str> = dead.iter().map(|d| d.kind.as_str()).collect();
+    let errors: Vec<&str> = dead.iter().map(|d| d.error.as_str()).collect();
+    let times: Vec<Option<DateTime<Utc>>> = dead.iter().map(|d| d.kafka_timestamp).collect();
+    tx.execute(
+        insert,
+        &[
+            &topic,
+            &partitions,
+            &offsets,
+            &keys,
+            &payloads,
+            &kinds,
+            &errors,
+            &times,
+        ],
+    )
+}
+
+/// The fenced advance of every partition of the batch to its next offset:
+/// false if any of them had moved from where this worker expected it.
+fn advance(
+    tx: &mut Transaction<'_>,
+    advance_offsets: &Statement,
+    stream: &Stream,
+    batch: &Batch,
+    expected: &BTreeMap<i32, i64>,
+) -> Result<bool, postgres::Error> {
     let mut partitions = Vec::with_capacity(batch.offsets.len());
     let mut starts = Vec::with_capacity(batch.offsets.len());
     let mut nexts = Vec::with_capacity(batch.offsets.len());
@@ -219,7 +181,7 @@ pub fn load_batch(
         nexts.push(range.next());
     }
     let advanced = tx.execute(
-        &stmts.advance_offsets,
+        advance_offsets,
         &[
             &stream.group,
             &stream.topic,
@@ -229,21 +191,7 @@ pub fn load_batch(
             &nexts,
         ],
     )?;
-    if advanced != partitions.len() as u64 {
-        // Dropping `tx` rolls back.
-        return Err(LoadError::Fenced { partitions });
-    }
-    tx.commit()?;
-    cache.commit(resolved.pending);
-    Ok(Loaded {
-        sales_rows,
-        activity_rows,
-        duplicates: (staged_sales - sales_rows) + (staged_activity - activity_rows),
-        dead_letters,
-        upserted_customers: resolved.upserted_customers,
-        upserted_products: resolved.upserted_products,
-        committed_at: Utc::now(),
-    })
+    Ok(advanced == partitions.len() as u64)
 }
 
 /// Stored next offsets of `partitions`, creating rows (at 0) for new ones.

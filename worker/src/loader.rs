@@ -15,7 +15,8 @@ use crate::consumer::{self, Shared};
 use crate::db::Db;
 use crate::dims::DimCache;
 use crate::isolate::load_isolating;
-use crate::load::LoadError;
+use crate::load::{LoadError, Loaded};
+use crate::metrics::Metrics;
 use crate::transform::{Batch, OffsetRange, OwnedRecord};
 
 /// One micro-batch as polled: the records, the batch made of them, the
@@ -139,35 +140,7 @@ fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
     let m = &shared.metrics;
     match result {
         Ok(loaded) => {
-            let batch = &job.polled.batch;
-            m.batches.inc();
-            m.batch_records.observe(batch.records as f64);
-            m.batch_seconds.observe(started.elapsed().as_secs_f64());
-            m.rows_loaded
-                .with_label_values(&["fact_sales"])
-                .inc_by(loaded.sales_rows);
-            m.rows_loaded
-                .with_label_values(&["fact_activity"])
-                .inc_by(loaded.activity_rows);
-            m.duplicates.inc_by(loaded.duplicates);
-            for d in &batch.dead_letters {
-                m.dead_letters.with_label_values(&[d.kind.as_str()]).inc();
-            }
-            for t in &batch.event_times {
-                let latency = (loaded.committed_at - *t).num_milliseconds().max(0) as f64 / 1000.0;
-                m.commit_latency.observe(latency);
-            }
-            tracing::debug!(
-                records = batch.records,
-                sales = loaded.sales_rows,
-                activity = loaded.activity_rows,
-                dead_letters = loaded.dead_letters,
-                duplicates = loaded.duplicates,
-                customers = loaded.upserted_customers,
-                products = loaded.upserted_products,
-                ms = started.elapsed().as_millis() as u64,
-                "batch committed"
-            );
+            record(m, &job.polled.batch, &loaded, started);
             Done::Committed {
                 offsets: job.polled.batch.offsets,
                 leases: job.polled.leases,
@@ -190,4 +163,40 @@ fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
             }
         }
     }
+}
+
+/// The committed batch's figures in the metrics and the log.
+fn record(m: &Metrics, batch: &Batch, loaded: &Loaded, started: Instant) {
+    m.batches.inc();
+    m.batch_records.observe(batch.records as f64);
+    m.batch_seconds.observe(started.elapsed().as_secs_f64());
+    m.rows_loaded
+        .with_label_values(&["fact_sales"])
+        .inc_by(loaded.sales_rows);
+    m.rows_loaded
+        .with_label_values(&["fact_activity"])
+        .inc_by(loaded.activity_rows);
+    m.rows_loaded
+        .with_label_values(&["order_status_event"])
+        .inc_by(loaded.order_updates);
+    m.duplicates.inc_by(loaded.duplicates);
+    for d in &batch.dead_letters {
+        m.dead_letters.with_label_values(&[d.kind.as_str()]).inc();
+    }
+    for t in &batch.event_times {
+        let latency = (loaded.committed_at - *t).num_milliseconds().max(0) as f64 / 1000.0;
+        m.commit_latency.observe(latency);
+    }
+    tracing::debug!(
+        records = batch.records,
+        sales = loaded.sales_rows,
+        activity = loaded.activity_rows,
+        order_updates = loaded.order_updates,
+        dead_letters = loaded.dead_letters,
+        duplicates = loaded.duplicates,
+        customers = loaded.upserted_customers,
+        products = loaded.upserted_products,
+        ms = started.elapsed().as_millis() as u64,
+        "batch committed"
+    );
 }

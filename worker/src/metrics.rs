@@ -43,6 +43,7 @@ fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
 }
 
 impl Metrics {
+    /// Every metric and its registration: long, but only a list.
     pub fn new() -> Self {
         let m = Self {
             registry: Registry::new(),

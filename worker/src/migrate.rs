@@ -42,6 +42,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "exact_first_orders",
         sql: include_str!("../migrations/0005_exact_first_orders.sql"),
     },
+    Migration {
+        version: 6,
+        name: "shoppers",
+        sql: include_str!("../migrations/0006_shoppers.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "shopper_views",
+        sql: include_str!("../migrations/0007_shopper_views.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "order_lifecycle",
+        sql: include_str!("../migrations/0008_order_lifecycle.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).

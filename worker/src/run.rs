@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use rdkafka::consumer::Consumer;
 use shopstream_common::error::chain;
 use shopstream_common::http;
@@ -17,10 +16,11 @@ use crate::cli::Cli;
 use crate::consumer::{self, ConsumerSettings, Shared};
 use crate::db::{Db, DbError, DbSettings};
 use crate::dims::DimCache;
+use crate::ingest::{Ingest, Limits};
 use crate::load::Stream;
 use crate::metrics::Metrics;
 use crate::migrate::{self, MigrateError};
-use crate::pipeline::{Limits, Pipeline};
+use crate::retry::Retry;
 
 /// SIGTERM to exit must stay within Kubernetes' grace period and our 10 s promise.
 /// How long startup waits for Kafka to answer before it goes on and lets the
@@ -90,7 +90,7 @@ pub async fn run(cli: Cli) -> Result<(), WorkerError> {
     let worker = {
         let (shared, stop) = (shared.clone(), stop.clone());
         std::thread::Builder::new()
-            .name("loader".into())
+            .name("consume".into())
             .spawn(move || start_and_load(&cli, &instance, &group, db_settings, shared, stop))
             .map_err(|e| WorkerError::Thread(e.to_string()))?
     };
@@ -180,7 +180,7 @@ fn load(
             topic: cli.topic.clone(),
             source,
         })?;
-    Pipeline {
+    Ingest {
         shared: shared.clone(),
         consumer,
         db_settings,
@@ -204,12 +204,7 @@ fn connect_and_migrate(
     shared: &Shared,
     stop: &StopFlag,
 ) -> Result<Option<Db>, WorkerError> {
-    let mut backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut retry = Retry::new();
     loop {
         if stop.is_set() {
             return Ok(None);
@@ -224,10 +219,9 @@ fn connect_and_migrate(
                 return Ok(Some(Db::prepare(client, &cli.schema)?));
             }
             Err(e) => {
-                let wait = backoff.next().unwrap_or(Duration::from_secs(10));
+                let wait = retry.failed();
                 tracing::warn!(error = %chain(&e), retry_in = ?wait, "warehouse unreachable at start-up");
-                let until = std::time::Instant::now() + wait;
-                while !stop.is_set() && std::time::Instant::now() < until {
+                while !stop.is_set() && !retry.due() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }

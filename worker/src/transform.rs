@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use rust_decimal::Decimal;
-use shopstream_model::{Customer, ErrorKind, Event, EventType, Product, parse_event};
+use shopstream_model::shopper::key_of;
+use shopstream_model::{
+    Channel, Customer, Device, ErrorKind, Event, EventType, Gender, Product, parse_event,
+};
 use uuid::Uuid;
 
 /// A polled record, owned: kept until its batch is written, so the batch can
@@ -87,6 +90,9 @@ pub struct CustomerRow {
     pub country: String,
     pub segment: String,
     pub signup_date: NaiveDate,
+    /// Unknown for events of schema version 1 (a known value is kept).
+    pub gender: Option<Gender>,
+    pub birth_date: Option<NaiveDate>,
     /// Earliest purchase in this batch, if any.
     pub first_order: Option<FirstOrder>,
     /// Time of the event the attributes came from (latest wins: SCD type 1).
@@ -115,6 +121,9 @@ pub struct ActivityRow {
     pub time_key: i16,
     pub quantity: Option<i32>,
     pub list_price: Decimal,
+    /// `dim_device` / `dim_channel` keys (0: unknown, schema version 1).
+    pub device_key: i16,
+    pub channel_key: i16,
     pub event_time: DateTime<Utc>,
     pub partition: i32,
     pub offset: i64,
@@ -138,7 +147,25 @@ pub struct SalesRow {
     pub discount_amount: Decimal,
     pub line_total: Decimal,
     pub net_amount: Decimal,
+    /// `dim_device` / `dim_channel` keys (0: unknown, schema version 1).
+    pub device_key: i16,
+    pub channel_key: i16,
     pub event_time: DateTime<Utc>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A change of an order's status (schema version 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderUpdateRow {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    /// `completed`, `canceled` or `refunded`.
+    pub status: &'static str,
+    pub event_time: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub refund_amount: Decimal,
+    pub refund_units: i32,
     pub partition: i32,
     pub offset: i64,
 }
@@ -194,6 +221,7 @@ pub struct Batch {
     pub products: Vec<ProductRow>,
     pub activity: Vec<ActivityRow>,
     pub sales: Vec<SalesRow>,
+    pub order_updates: Vec<OrderUpdateRow>,
     pub dead_letters: Vec<DeadLetter>,
     pub offsets: BTreeMap<i32, OffsetRange>,
     pub records: usize,
@@ -270,6 +298,8 @@ impl Batch {
         let first_order = e.order.as_ref().map(|o| (t, o.order_id));
         let customer = self.customer(&e.customer, t, first_order);
         let (date_key, time_key) = (date_key(t), time_key(t));
+        let device_key = key_of(e.device, Device::key);
+        let channel_key = key_of(e.channel, Channel::key);
         match e.event_type {
             EventType::PageView | EventType::AddToCart => {
                 // Validation guarantees the product (and the quantity of a cart add).
@@ -285,7 +315,26 @@ impl Batch {
                     time_key,
                     quantity: e.quantity.map(|q| q as i32),
                     list_price: p.list_price,
+                    device_key,
+                    channel_key,
                     event_time: t,
+                    partition: rec.partition,
+                    offset: rec.offset,
+                });
+            }
+            EventType::OrderCompleted | EventType::OrderCanceled | EventType::OrderRefunded => {
+                // Validation guarantees the update (and the status).
+                let (Some(u), Some(status)) = (&e.order_update, e.event_type.order_status()) else {
+                    return;
+                };
+                self.order_updates.push(OrderUpdateRow {
+                    event_id: e.event_id,
+                    order_id: u.order_id,
+                    status,
+                    event_time: t,
+                    reason: u.reason.as_ref().map(|r| r.to_string()),
+                    refund_amount: u.refunded_amount(),
+                    refund_units: u.refunded_units() as i32,
                     partition: rec.partition,
                     offset: rec.offset,
                 });
@@ -311,6 +360,8 @@ impl Batch {
                         discount_amount: line.discount,
                         line_total,
                         net_amount: line_total - line.discount,
+                        device_key,
+                        channel_key,
                         event_time: t,
                         partition: rec.partition,
                         offset: rec.offset,
@@ -336,6 +387,8 @@ impl Batch {
                 row.country = c.country.to_string();
                 row.segment = c.segment.to_string();
                 row.signup_date = c.signup_date;
+                row.gender = c.gender.or(row.gender);
+                row.birth_date = c.birth_date.or(row.birth_date);
                 row.seen_at = seen_at;
             }
             row.first_order = earlier(row.first_order, first_order);
@@ -350,6 +403,8 @@ impl Batch {
             country: c.country.to_string(),
             segment: c.segment.to_string(),
             signup_date: c.signup_date,
+            gender: c.gender,
+            birth_date: c.birth_date,
             first_order,
             seen_at,
         });

@@ -105,7 +105,7 @@ impl Scenario {
         let cli = <shopstream_generator::Cli as clap::Parser>::try_parse_from(argv).unwrap();
         let outcome = shopstream_generator::run(cli).await.expect("generator ran");
         assert!(outcome.succeeded(), "every message was delivered");
-        Summary::read(&path).unwrap()
+        shopstream_generator::summary::read(&path).unwrap()
     }
 
     fn offsets_sql(&self) -> String {
@@ -977,11 +977,11 @@ async fn a_batch_blocked_past_the_poll_interval_keeps_the_partitions() {
 
 /// `event` with the JSON pointers in `set` replaced.
 fn patched(event: &[u8], set: &[(&str, serde_json::Value)]) -> Vec<u8> {
-    let mut v: serde_json::Value = serde_json::from_slice(event).unwrap();
-    for (pointer, value) in set {
-        *v.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = value.clone();
-    }
-    serde_json::to_vec(&v).unwrap()
+    event.to_vec().pipe_json(|v| {
+        for (pointer, value) in set {
+            *v.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = value.clone();
+        }
+    })
 }
 
 /// A customer's earlier order committed after a later one (another
@@ -1131,4 +1131,449 @@ async fn combined_faults_recover_exactly_within_a_bounded_time() {
     );
     assert_eq!(sc.totals().await, expected(&summary, 1));
     assert_rollups_match_facts(&sc.schema.name).await;
+}
+
+/// Schema version 2 (issue 16): the customer's gender and birth date land in
+/// `dim_customer`, the session's device and channel in the facts' keys;
+/// version 1 events (from generators of the previous release) still load,
+/// with those unknown, and do not erase what a newer event said. The
+/// device and channel dimensions hold exactly the model's values.
+#[tokio::test(flavor = "multi_thread")]
+async fn who_shops_and_how_lands_in_the_dimensions_and_version_1_still_loads() {
+    use shopstream_model::{Channel, Device};
+    let sc = Scenario::new("w_shopper", 1).await;
+    let _w = sc.worker("w1");
+    let at = |t: &str| serde_json::Value::from(format!("2026-11-30T{t}Z"));
+    let v2 = |event: Vec<u8>, device: &str| {
+        patched(
+            &event,
+            &[("/schema_version", 2.into()), ("/event_time", at("10:10:00"))],
+        )
+        .pipe_json(|v| {
+            v["customer"]["gender"] = "female".into();
+            v["customer"]["birth_date"] = "1990-05-17".into();
+            v["device"] = device.into();
+            v["channel"] = "email".into();
+        })
+    };
+    let purchase = v2(valid_purchase(90, 2, "5.00"), "smart_tv");
+    // Version 1, newer: the gender and birth date stay as the version 2 event said.
+    let old_view = patched(&valid_page_view(90), &[("/event_time", at("10:20:00"))]);
+    let stranger = valid_page_view(91);
+    tokio::task::block_in_place(|| {
+        produce_raw(
+            &sc.topic,
+            0,
+            &[
+                (b"k", Some(&purchase)),
+                (b"k", Some(&old_view)),
+                (b"k", Some(&stranger)),
+            ],
+        )
+    });
+    sc.wait_loaded(3).await;
+    let s = sc.schema.name.clone();
+    let row = blocking(move || {
+        pg().query_one(
+            &format!(
+                "SELECT (SELECT gender FROM \"{s}\".dim_customer WHERE customer_id = 'C90'),
+                        (SELECT birth_date::text FROM \"{s}\".dim_customer WHERE customer_id = 'C90'),
+                        (SELECT gender FROM \"{s}\".dim_customer WHERE customer_id = 'C91'),
+                        (SELECT d.device_type || '/' || c.channel FROM \"{s}\".fact_sales f
+                           JOIN \"{s}\".dim_device d USING (device_key) JOIN \"{s}\".dim_channel c USING (channel_key)),
+                        (SELECT count(*) FROM \"{s}\".fact_activity WHERE device_key = 0 AND channel_key = 0),
+                        (SELECT count(*) FROM \"{s}\".dim_time WHERE am_pm = 'AM'),
+                        (SELECT count(*) FROM \"{s}\".dead_letter)"
+            ),
+            &[],
+        )
+        .unwrap()
+    })
+    .await;
+    assert_eq!(row.get::<_, Option<&str>>(0), Some("female"));
+    assert_eq!(row.get::<_, Option<&str>>(1), Some("1990-05-17"));
+    assert_eq!(row.get::<_, Option<&str>>(2), None, "unknown from version 1");
+    assert_eq!(row.get::<_, &str>(3), "smart_tv/email");
+    assert_eq!(row.get::<_, i64>(4), 2, "version 1 activity points at unknown");
+    assert_eq!(row.get::<_, i64>(5), 720, "AM is the first half of the day");
+    assert_eq!(row.get::<_, i64>(6), 0);
+
+    // The dimensions are the model's values, with 0 for unknown.
+    let s = sc.schema.name.clone();
+    let (devices, channels) = blocking(move || {
+        let mut c = pg();
+        let read = |c: &mut postgres::Client, sql: String| -> Vec<(i16, String)> {
+            c.query(&sql, &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        };
+        (
+            read(
+                &mut c,
+                format!("SELECT device_key, device_type FROM \"{s}\".dim_device ORDER BY 1"),
+            ),
+            read(
+                &mut c,
+                format!("SELECT channel_key, channel FROM \"{s}\".dim_channel ORDER BY 1"),
+            ),
+        )
+    })
+    .await;
+    let expect = |all: Vec<(i16, &str)>| {
+        let mut v: Vec<(i16, String)> = vec![(0, "unknown".to_string())];
+        v.extend(all.into_iter().map(|(k, t)| (k, t.to_string())));
+        v.sort();
+        v
+    };
+    assert_eq!(
+        devices,
+        expect(Device::ALL.iter().map(|d| (d.key(), d.as_str())).collect())
+    );
+    assert_eq!(
+        channels,
+        expect(Channel::ALL.iter().map(|c| (c.key(), c.as_str())).collect())
+    );
+
+    // The generator's events carry all of it.
+    let summary = sc.produce(3_000, 0, &[]).await;
+    sc.wait_loaded(3 + summary.messages_total).await;
+    let s = sc.schema.name.clone();
+    let unknown = blocking(move || {
+        pg().query_one(
+            &format!(
+                "SELECT (SELECT count(*) FROM \"{s}\".fact_activity WHERE device_key = 0 OR channel_key = 0),
+                        (SELECT count(*) FROM \"{s}\".fact_sales WHERE device_key = 0 OR channel_key = 0),
+                        (SELECT count(*) FROM \"{s}\".dim_customer WHERE gender IS NULL OR birth_date IS NULL)"
+            ),
+            &[],
+        )
+        .unwrap()
+    })
+    .await;
+    assert_eq!(unknown.get::<_, i64>(0), 2, "only the version 1 views");
+    assert_eq!(unknown.get::<_, i64>(1), 0);
+    assert_eq!(unknown.get::<_, i64>(2), 1, "only C91, seen in version 1 alone");
+    assert_rollups_match_facts(&sc.schema.name).await;
+    assert_shopper_views_agree(&sc.schema.name).await;
+}
+
+/// Every view over who shops and how adds up to the facts it splits, and
+/// splits them by the dimension it names.
+async fn assert_shopper_views_agree(schema: &str) {
+    let s = schema.to_string();
+    let row = blocking(move || {
+        pg().query_one(
+            &format!(
+                "WITH facts AS (SELECT count(DISTINCT order_id) AS orders, sum(quantity)::bigint AS units,
+                                       sum(net_amount) AS revenue FROM \"{s}\".fact_sales)
+                 SELECT (SELECT (sum(orders), sum(units), sum(net_revenue))::text FROM \"{s}\".v_sales_by_device),
+                        (SELECT (sum(orders), sum(units), sum(net_revenue))::text FROM \"{s}\".v_sales_by_channel),
+                        (SELECT (sum(units), sum(net_revenue))::text FROM \"{s}\".v_sales_by_hour_of_day),
+                        (SELECT (sum(units), sum(net_revenue))::text FROM \"{s}\".v_sales_by_weekday),
+                        (SELECT (orders, units, revenue)::text FROM facts),
+                        (SELECT (units, revenue)::text FROM facts),
+                        (SELECT sum(customers)::bigint FROM \"{s}\".v_customers_by_gender_age),
+                        (SELECT count(*) FROM \"{s}\".dim_customer),
+                        (SELECT sum(net_revenue)::text FROM \"{s}\".v_sales_by_device WHERE device_type = 'mobile'),
+                        (SELECT coalesce(sum(net_amount), 0)::text FROM \"{s}\".fact_sales WHERE device_key = 1),
+                        (SELECT sum(units)::bigint FROM \"{s}\".v_sales_by_hour_of_day WHERE am_pm = 'AM'),
+                        (SELECT coalesce(sum(quantity), 0)::bigint FROM \"{s}\".fact_sales
+                           WHERE extract(hour FROM event_time AT TIME ZONE 'UTC') < 12),
+                        (SELECT count(*) FROM \"{s}\".v_customers_by_gender_age WHERE age_band = '18-24')"
+            ),
+            &[],
+        )
+        .unwrap()
+    })
+    .await;
+    let text = |i: usize| row.get::<_, String>(i);
+    assert_eq!(text(0), text(4), "by device adds up");
+    assert_eq!(text(1), text(4), "by channel adds up");
+    assert_eq!(text(2), text(5), "by hour adds up");
+    assert_eq!(text(3), text(5), "by weekday adds up");
+    assert_eq!(
+        row.get::<_, i64>(6),
+        row.get::<_, i64>(7),
+        "every customer in one band"
+    );
+    assert_eq!(text(8), text(9), "mobile is device key 1");
+    assert_eq!(
+        row.get::<_, i64>(10),
+        row.get::<_, i64>(11),
+        "AM is before noon UTC"
+    );
+    assert!(row.get::<_, i64>(12) > 0, "the generator's young shoppers");
+}
+
+/// Edit a JSON payload in place.
+trait PipeJson {
+    fn pipe_json(self, f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8>;
+}
+
+impl PipeJson for Vec<u8> {
+    fn pipe_json(self, f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v: serde_json::Value = serde_json::from_slice(&self).unwrap();
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+}
+
+/// A status change (schema version 2) of order `order` of customer `C{customer}`.
+fn order_update(
+    customer: u32,
+    order: uuid::Uuid,
+    kind: &str,
+    time: &str,
+    update: serde_json::Value,
+) -> Vec<u8> {
+    valid_page_view(customer).pipe_json(|v| {
+        let fields = v.as_object_mut().unwrap();
+        fields.remove("product");
+        v["schema_version"] = 2.into();
+        v["event_type"] = kind.into();
+        v["event_time"] = format!("2026-11-30T{time}Z").into();
+        v["customer"]["gender"] = "male".into();
+        v["customer"]["birth_date"] = "1985-02-03".into();
+        v["device"] = "laptop".into();
+        v["channel"] = "direct".into();
+        let mut update = update;
+        update["order_id"] = order.to_string().into();
+        v["order_update"] = update;
+    })
+}
+
+/// Issue 16: `fact_order` holds each order's status exactly once whatever
+/// the arrival order: a status event twice changes nothing, an older one
+/// after a newer changes nothing, one that arrives before its order (another
+/// partition) is applied when the order arrives, a cancellation before the
+/// completion wins, and the revenue views split booked, completed, canceled,
+/// refunded and net realised revenue.
+#[tokio::test(flavor = "multi_thread")]
+async fn order_status_changes_apply_exactly_once_whatever_their_order() {
+    let sc = Scenario::new("w_orders", 2).await;
+    let _w = sc.worker("w1");
+    let order = |n: u128| uuid::Uuid::from_u128(0x0a0b_0000_0000_4000_8000_0000_0000_0000 + n);
+    // Each purchase: one line, 2 units at 5.00 (10.00 booked).
+    let purchase = |n: u128| {
+        patched(
+            &valid_purchase(60 + n as u32, 2, "5.00"),
+            &[("/order/order_id", order(n).to_string().into())],
+        )
+    };
+    let completed = |n: u128, t: &str| {
+        order_update(
+            60 + n as u32,
+            order(n),
+            "order_completed",
+            t,
+            serde_json::json!({}),
+        )
+    };
+    let canceled = |n: u128, t: &str| {
+        order_update(
+            60 + n as u32,
+            order(n),
+            "order_canceled",
+            t,
+            serde_json::json!({"reason": "changed mind"}),
+        )
+    };
+    let refund = order_update(
+        61,
+        order(1),
+        "order_refunded",
+        "10:40:00",
+        serde_json::json!({"reason": "damaged", "refunds": [{"line_number": 1, "quantity": 1, "amount": "5.00"}]}),
+    );
+    let completed_3 = completed(3, "10:20:00");
+    // Order 2's cancellation arrives on partition 1 before its purchase exists.
+    tokio::task::block_in_place(|| produce_raw(&sc.topic, 1, &[(b"k", Some(&canceled(2, "10:10:00")))]));
+    sc.wait_loaded(1).await;
+    let p0: Vec<Vec<u8>> = vec![
+        // 1: placed, refunded (arriving before its completion), completed; the refund again.
+        purchase(1),
+        refund.clone(),
+        completed(1, "10:20:00"),
+        refund.clone(),
+        // 2: the purchase after its cancellation.
+        purchase(2),
+        // 3: completed, and the same completion again.
+        purchase(3),
+        completed_3.clone(),
+        completed_3,
+        // 4: placed only.
+        purchase(4),
+        // 5: canceled, then a stray completion after it: canceled stays.
+        purchase(5),
+        canceled(5, "10:10:00"),
+        completed(5, "10:30:00"),
+    ];
+    let records: Vec<(&[u8], Option<&[u8]>)> = p0.iter().map(|r| (&b"k"[..], Some(r.as_slice()))).collect();
+    tokio::task::block_in_place(|| produce_raw(&sc.topic, 0, &records));
+    sc.wait_loaded(1 + p0.len() as u64).await;
+
+    let s = sc.schema.name.clone();
+    let (statuses, money, events, dead) = blocking(move || {
+        let mut c = pg();
+        let statuses: Vec<(String, String, String)> = c
+            .query(
+                &format!(
+                    "SELECT order_id::text, status, refunded_amount::text FROM \"{s}\".fact_order ORDER BY order_id"
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let money = c
+            .query_one(
+                &format!(
+                    "SELECT (orders, pending_orders, completed_orders, canceled_orders, refunded_orders,
+                             booked_revenue, completed_revenue, canceled_revenue, refunded_revenue,
+                             net_realised_revenue)::text FROM \"{s}\".v_revenue_by_status"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get::<_, String>(0);
+        let events = c
+            .query_one(&format!("SELECT count(*) FROM \"{s}\".order_status_event"), &[])
+            .unwrap()
+            .get::<_, i64>(0);
+        let dead = c
+            .query_one(&format!("SELECT count(*) FROM \"{s}\".dead_letter"), &[])
+            .unwrap()
+            .get::<_, i64>(0);
+        (statuses, money, events, dead)
+    })
+    .await;
+    assert_eq!(dead, 0);
+    let want: Vec<(String, String, String)> = [
+        (1, "refunded", "5.00"),
+        (2, "canceled", "0.00"),
+        (3, "completed", "0.00"),
+        (4, "pending", "0.00"),
+        (5, "canceled", "0.00"),
+    ]
+    .iter()
+    .map(|(n, st, amount)| (order(*n).to_string(), st.to_string(), amount.to_string()))
+    .collect();
+    assert_eq!(statuses, want);
+    assert_eq!(
+        events, 6,
+        "each status event once: 2 cancels, 3 completions (one sent twice), 1 refund (sent twice)"
+    );
+    // 5 orders of 10.00: 1 pending, 2 completed (one refunded 5.00), 2 canceled.
+    assert_eq!(money, "(5,1,2,2,1,50.00,20.00,20.00,5.00,15.00)");
+}
+
+/// Two workers, an order's purchase on one partition and its completion on
+/// the other, loaded at the same time: the order ends completed. The test
+/// holds the purchase's transaction open (it locks that partition's offset
+/// row, which the batch updates last) while the completion is loaded: a
+/// recomputation that cannot see the purchase's uncommitted lines must wait
+/// for them rather than commit without them (without the per-order turns
+/// the order stays pending for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_and_its_completion_loaded_at_once_by_two_workers_end_completed() {
+    let sc = Scenario::new("w_orders_race", 2).await;
+    let _w1 = sc.worker("w1");
+    let _w2 = sc.worker("w2");
+    // Both workers hold a partition: a page view on each, until two owners
+    // have advanced the offsets. The views are the customer's, as the
+    // completion will tell it: both workers know it, and loading the
+    // completion needs no customer upsert (which would wait on the
+    // purchase's row lock and hide the race).
+    let customer_view = || {
+        valid_page_view(7).pipe_json(|v| {
+            v["schema_version"] = 2.into();
+            v["customer"]["gender"] = "male".into();
+            v["customer"]["birth_date"] = "1985-02-03".into();
+            v["device"] = "laptop".into();
+            v["channel"] = "direct".into();
+        })
+    };
+    let (topic, s) = (sc.topic.clone(), sc.schema.name.clone());
+    let warmed = tokio::task::spawn_blocking(move || {
+        let mut sent = 0_i64;
+        let mut c = pg();
+        let sql = format!(
+            "SELECT count(DISTINCT owner), coalesce(sum(next_offset), 0)::bigint FROM \"{s}\".ingest_offsets"
+        );
+        wait_until(LOAD_TIMEOUT, || {
+            let row = c.query_one(&sql, &[]).ok();
+            let (owners, loaded) = row.map_or((0, 0), |r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+            if loaded < sent {
+                return false;
+            }
+            if owners == 2 {
+                return true; // and nothing left to load
+            }
+            for p in 0..2 {
+                produce_raw(&topic, p, &[(b"k", Some(&customer_view()))]);
+            }
+            sent += 2;
+            false
+        });
+        sent as u64
+    })
+    .await
+    .unwrap();
+    let order = uuid::Uuid::from_u128(0x0c0d_0000_0000_4000_8000_0000_0000_0001);
+    let purchase = patched(
+        &valid_purchase(7, 1, "3.00"),
+        &[("/order/order_id", order.to_string().into())],
+    );
+    let completion = order_update(7, order, "order_completed", "10:20:00", serde_json::json!({}));
+    let (topic, s) = (sc.topic.clone(), sc.schema.name.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut holder = pg();
+        let mut watch = pg();
+        let mut tx = holder.transaction().unwrap();
+        tx.execute(
+            &format!("SELECT 1 FROM \"{s}\".ingest_offsets WHERE kafka_partition = 0 FOR UPDATE"),
+            &[],
+        )
+        .unwrap();
+        // A backend of this schema's workers waiting on a lock, running `like`.
+        let waiting = |c: &mut postgres::Client, like: &str| -> bool {
+            c.query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                &[&like],
+            )
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+        };
+        let offset_update = format!("%UPDATE \"{s}\".\"ingest_offsets\"%");
+        produce_raw(&topic, 0, &[(b"k", Some(&purchase))]);
+        // The purchase's batch is written and waits to advance its offset.
+        wait_until(LOAD_TIMEOUT, || waiting(&mut watch, &offset_update));
+        produce_raw(&topic, 1, &[(b"k", Some(&completion))]);
+        // The completion's batch either committed (partition 1 advanced) or
+        // waits for the purchase's transaction.
+        let p1 = format!("SELECT next_offset FROM \"{s}\".ingest_offsets WHERE kafka_partition = 1");
+        let before: i64 = watch.query_one(&p1, &[]).unwrap().get(0);
+        wait_until(LOAD_TIMEOUT, || {
+            waiting(&mut watch, "%pg_advisory_xact_lock%")
+                || watch
+                    .query_one(&p1, &[])
+                    .map(|r| r.get::<_, i64>(0) > before)
+                    .unwrap_or(false)
+        });
+        tx.rollback().unwrap();
+    })
+    .await
+    .unwrap();
+    sc.wait_loaded(warmed + 2).await;
+    let s = sc.schema.name.clone();
+    let status: String = blocking(move || {
+        pg().query_one(&format!("SELECT status FROM \"{s}\".fact_order"), &[])
+            .unwrap()
+            .get(0)
+    })
+    .await;
+    assert_eq!(status, "completed");
 }

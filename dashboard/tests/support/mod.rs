@@ -60,7 +60,7 @@ pub async fn filled(prefix: &str, events: u64) -> Warehouse {
     .unwrap();
     let outcome = shopstream_generator::run(cli).await.unwrap();
     assert!(outcome.succeeded());
-    let summary = Summary::read(&path).unwrap();
+    let summary = shopstream_generator::summary::read(&path).unwrap();
     let worker = ChildGuard::spawn(
         "worker",
         Command::new(bin("shopstream-worker"))

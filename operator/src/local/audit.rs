@@ -1,29 +1,16 @@
 //! The end-of-run audit: what the generators say they delivered (their
 //! summary files) against what the warehouse holds for this run's offsets.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Deserialize;
 use shopstream_common::pg::DbSettings;
 use shopstream_model::SchemaName;
+use shopstream_model::summary::Summary;
 
 use super::LocalError;
-
-/// The fields of a generator `--summary-file` the audit needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GeneratorSummary {
-    pub events_by_type: BTreeMap<String, u64>,
-    pub order_lines: u64,
-    pub units: i64,
-    pub net_revenue: Decimal,
-    pub invalid_total: u64,
-    pub messages_total: u64,
-    pub delivery_failures: u64,
-}
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
@@ -34,7 +21,8 @@ pub struct Totals {
     pub dead_letters: i64,
 }
 
-pub fn read_summaries(dir: &Path) -> Result<Vec<GeneratorSummary>, LocalError> {
+/// Every generator run's summary file in `dir`.
+pub fn read_summaries(dir: &Path) -> Result<Vec<Summary>, LocalError> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(out);
@@ -42,29 +30,49 @@ pub fn read_summaries(dir: &Path) -> Result<Vec<GeneratorSummary>, LocalError> {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| LocalError::Audit(format!("{}: {e}", path.display())))?;
+            let bytes = std::fs::read(&path).map_err(|source| LocalError::SummaryRead {
+                path: path.display().to_string(),
+                source,
+            })?;
             out.push(
-                serde_json::from_str(&text)
-                    .map_err(|e| LocalError::Audit(format!("{}: {e}", path.display())))?,
+                Summary::from_json(&bytes).map_err(|source| LocalError::SummaryParse {
+                    path: path.display().to_string(),
+                    source,
+                })?,
             );
         }
     }
     Ok(out)
 }
 
-/// What the warehouse should hold, from the generators' summaries.
-pub fn expected(summaries: &[GeneratorSummary]) -> Totals {
-    let mut t = Totals::default();
+/// What the warehouse should hold, from the generators' summaries: the
+/// acknowledged messages, and apart the messages in doubt.
+pub fn expected(summaries: &[Summary]) -> Expected {
+    let mut e = Expected::default();
     for s in summaries {
+        let t = &mut e.confirmed;
         t.order_lines += s.order_lines as i64;
         t.units += s.units;
         t.net_revenue += s.net_revenue;
-        t.activity_rows += (s.events_by_type.get("page_view").copied().unwrap_or(0)
-            + s.events_by_type.get("add_to_cart").copied().unwrap_or(0)) as i64;
+        t.activity_rows += s.activity_events() as i64;
         t.dead_letters += s.invalid_total as i64;
+        let (d, doubt) = (&mut e.in_doubt, &s.in_doubt);
+        d.order_lines += doubt.order_lines as i64;
+        d.units += doubt.units;
+        d.net_revenue += doubt.net_revenue;
+        d.activity_rows += doubt.activity_events as i64;
+        d.dead_letters += doubt.invalid as i64;
+        e.messages_in_doubt += doubt.messages;
     }
-    t
+    e
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expected {
+    pub confirmed: Totals,
+    /// What the messages in doubt would add if the broker stored them all.
+    pub in_doubt: Totals,
+    pub messages_in_doubt: u64,
 }
 
 /// What the warehouse holds for this run: records at or after `start` (per
@@ -77,7 +85,7 @@ pub fn warehouse_totals(
     start: &[i64],
     since: DateTime<Utc>,
 ) -> Result<Totals, LocalError> {
-    let mut client = db.connect().map_err(|e| LocalError::Audit(e.to_string()))?;
+    let mut client = db.connect()?;
     let partitions: Vec<i32> = (0..start.len() as i32).collect();
     let range = "JOIN unnest($1::int[], $2::bigint[]) AS r(p, start) ON f.kafka_partition = r.p AND f.kafka_offset >= r.start";
     let fact = format!("{range} WHERE f.event_time >= $4");
@@ -87,13 +95,13 @@ pub fn warehouse_totals(
                 (SELECT coalesce(sum(f.net_amount), 0) FROM {sales} f {fact}),
                 (SELECT count(*) FROM {activity} f {fact}),
                 (SELECT count(*) FROM {dead} f {range} WHERE f.topic = $3)",
-        sales = schema.table("fact_sales"),
-        activity = schema.table("fact_activity"),
-        dead = schema.table("dead_letter"),
+        sales = schema.table(shopstream_model::warehouse::FACT_SALES),
+        activity = schema.table(shopstream_model::warehouse::FACT_ACTIVITY),
+        dead = schema.table(shopstream_model::warehouse::DEAD_LETTER),
     );
     let row = client
         .query_one(&sql, &[&partitions, &start, &topic, &since])
-        .map_err(|e| LocalError::Audit(shopstream_common::error::chain(&e)))?;
+        .map_err(LocalError::AuditQuery)?;
     Ok(Totals {
         order_lines: row.get(0),
         units: row.get(1),
@@ -104,40 +112,83 @@ pub fn warehouse_totals(
 }
 
 pub struct Audit {
-    pub lines: Vec<(&'static str, String, String)>,
+    pub lines: Vec<Line>,
+    pub messages_in_doubt: u64,
+}
+
+pub struct Line {
+    pub name: &'static str,
+    pub expected: String,
+    pub actual: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Equal,
+    /// Above the acknowledged total by no more than the messages in doubt add.
+    WithinDoubt,
+    Differs,
+}
+
+fn verdict<T: PartialOrd + std::ops::Add<Output = T> + Copy>(confirmed: T, doubt: T, actual: T) -> Verdict {
+    if actual == confirmed {
+        Verdict::Equal
+    } else if actual > confirmed && actual <= confirmed + doubt {
+        Verdict::WithinDoubt
+    } else {
+        Verdict::Differs
+    }
 }
 
 impl Audit {
-    pub fn compare(expected: &Totals, actual: &Totals) -> Self {
+    pub fn compare(expected: &Expected, actual: &Totals) -> Self {
+        let (e, d, a) = (&expected.confirmed, &expected.in_doubt, actual);
+        let line = |name, expected: String, actual: String, verdict| Line {
+            name,
+            expected,
+            actual,
+            verdict,
+        };
         Self {
             lines: vec![
-                (
+                line(
                     "order lines",
-                    expected.order_lines.to_string(),
-                    actual.order_lines.to_string(),
+                    e.order_lines.to_string(),
+                    a.order_lines.to_string(),
+                    verdict(e.order_lines, d.order_lines, a.order_lines),
                 ),
-                ("units", expected.units.to_string(), actual.units.to_string()),
-                (
+                line(
+                    "units",
+                    e.units.to_string(),
+                    a.units.to_string(),
+                    verdict(e.units, d.units, a.units),
+                ),
+                line(
                     "net revenue",
-                    expected.net_revenue.normalize().to_string(),
-                    actual.net_revenue.normalize().to_string(),
+                    e.net_revenue.normalize().to_string(),
+                    a.net_revenue.normalize().to_string(),
+                    verdict(e.net_revenue, d.net_revenue, a.net_revenue),
                 ),
-                (
+                line(
                     "activity rows",
-                    expected.activity_rows.to_string(),
-                    actual.activity_rows.to_string(),
+                    e.activity_rows.to_string(),
+                    a.activity_rows.to_string(),
+                    verdict(e.activity_rows, d.activity_rows, a.activity_rows),
                 ),
-                (
+                line(
                     "dead letters",
-                    expected.dead_letters.to_string(),
-                    actual.dead_letters.to_string(),
+                    e.dead_letters.to_string(),
+                    a.dead_letters.to_string(),
+                    verdict(e.dead_letters, d.dead_letters, a.dead_letters),
                 ),
             ],
+            messages_in_doubt: expected.messages_in_doubt,
         }
     }
 
     pub fn matches(&self) -> bool {
-        self.lines.iter().all(|(_, e, a)| e == a)
+        self.lines.iter().all(|l| l.verdict != Verdict::Differs)
     }
 }
 
@@ -148,9 +199,20 @@ impl fmt::Display for Audit {
             "audit: generators' summaries vs the warehouse (this run's offsets)"
         )?;
         writeln!(f, "  {:<14} {:>16} {:>16}", "", "generators", "warehouse")?;
-        for (name, e, a) in &self.lines {
-            let mark = if e == a { "ok" } else { "DIFFERS" };
-            writeln!(f, "  {name:<14} {e:>16} {a:>16}  {mark}")?;
+        for l in &self.lines {
+            let mark = match l.verdict {
+                Verdict::Equal => "ok",
+                Verdict::WithinDoubt => "ok (in doubt)",
+                Verdict::Differs => "DIFFERS",
+            };
+            writeln!(f, "  {:<14} {:>16} {:>16}  {mark}", l.name, l.expected, l.actual)?;
+        }
+        if self.messages_in_doubt > 0 {
+            writeln!(
+                f,
+                "  {} messages were sent but never acknowledged: each counts whether or not the broker stored it",
+                self.messages_in_doubt
+            )?;
         }
         if self.matches() {
             write!(f, "MATCH")
@@ -158,8 +220,8 @@ impl fmt::Display for Audit {
             let diffs: Vec<String> = self
                 .lines
                 .iter()
-                .filter(|(_, e, a)| e != a)
-                .map(|(n, e, a)| format!("{n}: expected {e}, warehouse has {a}"))
+                .filter(|l| l.verdict == Verdict::Differs)
+                .map(|l| format!("{}: expected {}, warehouse has {}", l.name, l.expected, l.actual))
                 .collect();
             write!(f, "MISMATCH: {}", diffs.join("; "))
         }
@@ -170,9 +232,16 @@ impl fmt::Display for Audit {
 mod tests {
     use super::*;
     use rust_decimal::dec;
+    use shopstream_model::summary::{InDoubt, StopReason};
+    use std::collections::BTreeMap;
 
-    fn summary(views: u64, lines: u64, net: Decimal, invalid: u64) -> GeneratorSummary {
-        GeneratorSummary {
+    fn summary(views: u64, lines: u64, net: Decimal, invalid: u64) -> Summary {
+        let now = chrono::Utc::now();
+        Summary {
+            instance: "gen-0".into(),
+            seed: 1,
+            topic: "t".into(),
+            events_total: views + 3,
             events_by_type: BTreeMap::from([
                 ("page_view".to_string(), views),
                 ("add_to_cart".to_string(), 2),
@@ -180,18 +249,29 @@ mod tests {
             ]),
             order_lines: lines,
             units: lines as i64 * 2,
+            gross_revenue: net,
+            discount_total: Decimal::ZERO,
             net_revenue: net,
             invalid_total: invalid,
+            invalid_by_kind: BTreeMap::new(),
             messages_total: views + 3 + invalid,
             delivery_failures: 0,
+            in_doubt: InDoubt::default(),
+            stopped_by: StopReason::Total,
+            started_at: now,
+            finished_at: now,
+            duration_seconds: 0.0,
+            producing_seconds: 0.0,
+            events_per_second: 0.0,
         }
     }
 
     #[test]
     fn summaries_add_up_and_differences_are_named() {
         let e = expected(&[summary(10, 3, dec!(10.50), 1), summary(5, 1, dec!(0.25), 0)]);
+        assert_eq!(e.messages_in_doubt, 0);
         assert_eq!(
-            e,
+            e.confirmed,
             Totals {
                 order_lines: 4,
                 units: 8,
@@ -204,7 +284,7 @@ mod tests {
             &e,
             &Totals {
                 net_revenue: dec!(10.7500),
-                ..e.clone()
+                ..e.confirmed.clone()
             },
         );
         assert!(same.matches(), "scale does not matter: {same}");
@@ -213,7 +293,7 @@ mod tests {
             &e,
             &Totals {
                 order_lines: 3,
-                ..e.clone()
+                ..e.confirmed.clone()
             },
         );
         assert!(!off.matches());
@@ -221,6 +301,53 @@ mod tests {
             off.to_string()
                 .contains("MISMATCH: order lines: expected 4, warehouse has 3"),
             "{off}"
+        );
+    }
+
+    #[test]
+    fn messages_in_doubt_count_present_or_absent_but_no_more() {
+        let mut doubtful = summary(10, 3, dec!(10.50), 1);
+        doubtful.in_doubt = InDoubt {
+            messages: 3,
+            order_lines: 2,
+            units: 4,
+            net_revenue: dec!(5.00),
+            activity_events: 1,
+            invalid: 0,
+        };
+        let e = expected(&[doubtful]);
+        assert_eq!(e.messages_in_doubt, 3);
+        let base = e.confirmed.clone();
+        let with = |f: &dyn Fn(&mut Totals)| {
+            let mut t = base.clone();
+            f(&mut t);
+            Audit::compare(&e, &t)
+        };
+        // (case, warehouse, matches)
+        let cases: Vec<(&str, Audit, bool)> = vec![
+            ("none stored", with(&|_| {}), true),
+            (
+                "all stored",
+                with(&|t| {
+                    t.order_lines += 2;
+                    t.units += 4;
+                    t.net_revenue += dec!(5.00);
+                    t.activity_rows += 1;
+                }),
+                true,
+            ),
+            ("the view only", with(&|t| t.activity_rows += 1), true),
+            ("more than in doubt", with(&|t| t.activity_rows += 2), false),
+            ("fewer than confirmed", with(&|t| t.units -= 1), false),
+            ("an invalid one too many", with(&|t| t.dead_letters += 1), false),
+        ];
+        for (name, audit, matches) in cases {
+            assert_eq!(audit.matches(), matches, "{name}: {audit}");
+        }
+        let text = with(&|t| t.activity_rows += 1).to_string();
+        assert!(
+            text.contains("ok (in doubt)") && text.contains("3 messages were sent but never acknowledged"),
+            "{text}"
         );
     }
 }

@@ -42,10 +42,15 @@ impl SecretStore {
         let Some(path) = path else {
             return Ok(Self::default());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| LocalError::Secrets(format!("{}: {e}", path.display())))?;
-        let file = serde_yaml::from_str(&text)
-            .map_err(|e| LocalError::Secrets(format!("{}: {e}", path.display())))?;
+        let shown = || path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| LocalError::SecretsRead {
+            path: shown(),
+            source,
+        })?;
+        let file = serde_yaml::from_str(&text).map_err(|source| LocalError::SecretsParse {
+            path: shown(),
+            source,
+        })?;
         Ok(Self { file })
     }
 
@@ -72,10 +77,10 @@ impl SecretStore {
             .get(name)
             .and_then(|s| s.get(key))
             .cloned()
-            .ok_or_else(|| {
-                LocalError::Secrets(format!(
-                    "secret `{name}` key `{key}` is not set: put it in the --secrets file or set {var}"
-                ))
+            .ok_or_else(|| LocalError::SecretMissing {
+                name: name.to_string(),
+                key: key.to_string(),
+                var,
             })
     }
 }

@@ -2,6 +2,7 @@
 //! ReplicaSet: scale up and down, restart crashed children with exponential
 //! backoff, stop gracefully (SIGTERM, then SIGKILL after a grace period).
 
+use shopstream_model::envvar;
 use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -222,12 +223,12 @@ fn start(
     if incarnation > 0 {
         // A restarted process is a new pod: a new name, so a generator does
         // not replay the event ids of the run that crashed.
-        cmd.env("SHOPSTREAM_INSTANCE", format!("{}.{incarnation}", spec.name));
+        cmd.env(envvar::INSTANCE, format!("{}.{incarnation}", spec.name));
     }
     if let Some(dir) = summary_dir {
         std::fs::create_dir_all(dir)?;
         cmd.env(
-            "SHOPSTREAM_SUMMARY_FILE",
+            envvar::SUMMARY_FILE,
             dir.join(format!("{}-{incarnation}.json", spec.name)),
         );
     }

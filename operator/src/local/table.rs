@@ -11,6 +11,9 @@ pub struct Row<'a> {
     pub workers: (usize, usize),
     pub lag: u64,
     pub loaded: u64,
+    /// Messages produced since the start, and what the load profile asked
+    /// for by now (`None` without a profile).
+    pub produced: (u64, Option<u64>),
     pub dead_letters: Option<i64>,
     /// Warning and error lines in the children's logs so far.
     pub problems: (u64, u64),
@@ -19,8 +22,18 @@ pub struct Row<'a> {
 
 pub fn header() -> String {
     format!(
-        "{:>6}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>5}  {:>8}  {}",
-        "time", "stage", "rate tgt/actual", "gens", "workers", "lag", "loaded", "dead", "warn/err", "why"
+        "{:>6}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>19}  {:>5}  {:>8}  {}",
+        "time",
+        "stage",
+        "rate tgt/actual",
+        "gens",
+        "workers",
+        "lag",
+        "loaded",
+        "produced/due",
+        "dead",
+        "warn/err",
+        "why"
     )
 }
 
@@ -32,7 +45,7 @@ pub fn row(r: &Row<'_>) -> String {
         r.achieved_rate.map_or("-".to_string(), |a| format!("{a:.0}"))
     );
     format!(
-        "{:>3}:{:02}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>5}  {:>8}  {}",
+        "{:>3}:{:02}  {:>5}  {:>15}  {:>5}  {:>7}  {:>9}  {:>10}  {:>19}  {:>5}  {:>8}  {}",
         secs / 60,
         secs % 60,
         r.stage.map_or("-".to_string(), |s| (s + 1).to_string()),
@@ -41,6 +54,11 @@ pub fn row(r: &Row<'_>) -> String {
         format!("{}/{}", r.workers.0, r.workers.1),
         r.lag,
         r.loaded,
+        format!(
+            "{}/{}",
+            r.produced.0,
+            r.produced.1.map_or("-".to_string(), |d| d.to_string())
+        ),
         r.dead_letters.map_or("-".to_string(), |d| d.to_string()),
         format!("{}/{}", r.problems.0, r.problems.1),
         r.why
@@ -62,6 +80,7 @@ mod tests {
             workers: (3, 4),
             lag: 12_345,
             loaded: 450_000,
+            produced: (451_200, Some(452_000)),
             dead_letters: Some(12),
             problems: (4, 1),
             why: "scaling up 3 -> 4",
@@ -74,6 +93,7 @@ mod tests {
             "3/4",
             "12345",
             "450000",
+            "451200/452000",
             "12",
             "4/1",
             "scaling up",

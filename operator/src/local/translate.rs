@@ -11,6 +11,7 @@
 //! Anything else in a pod spec has no local meaning and is ignored
 //! (resources, probes, scheduling, security context).
 
+use shopstream_model::envvar;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +101,7 @@ pub fn translate(
     for var in container.env.iter().flatten() {
         let value = env_value(var, &name, secrets)?;
         let value = match var.name.as_str() {
-            "SHOPSTREAM_METRICS_ADDR" | "SHOPSTREAM_LISTEN" => metrics_addr.to_string(),
+            envvar::METRICS_ADDR | envvar::LISTEN => metrics_addr.to_string(),
             _ => remap(&value, &mounts),
         };
         env.push((var.name.clone(), value));
@@ -210,18 +211,18 @@ spec:
         .unwrap();
         // (variable, value the process gets)
         let cases = [
-            ("SHOPSTREAM_INSTANCE", "shop-worker-r1-1"),
-            ("SHOPSTREAM_DATABASE_URL", "postgres://postgres@127.0.0.1/shop"),
-            ("SHOPSTREAM_KAFKA_SASL_USERNAME", "svc"),
-            ("SHOPSTREAM_KAFKA_SASL_PASSWORD", "s3cret"),
-            ("SHOPSTREAM_KAFKA_SECURITY_PROTOCOL", "sasl-ssl"),
-            ("SHOPSTREAM_METRICS_ADDR", "127.0.0.1:19111"),
+            (envvar::INSTANCE, "shop-worker-r1-1"),
+            (envvar::DATABASE_URL, "postgres://postgres@127.0.0.1/shop"),
+            (envvar::KAFKA_SASL_USERNAME, "svc"),
+            (envvar::KAFKA_SASL_PASSWORD, "s3cret"),
+            (envvar::KAFKA_SECURITY_PROTOCOL, "sasl-ssl"),
+            (envvar::METRICS_ADDR, "127.0.0.1:19111"),
             (
-                "SHOPSTREAM_KAFKA_CA_FILE",
+                envvar::KAFKA_CA_FILE,
                 "/run/x/volumes/shop-worker-r1-1/kafka-ca/ca.crt",
             ),
-            ("SHOPSTREAM_TOPIC", "shop-events"),
-            ("SHOPSTREAM_SCHEMA", "shop"),
+            (envvar::TOPIC, "shop-events"),
+            (envvar::SCHEMA, "shop"),
         ];
         for (var, want) in cases {
             assert_eq!(spec.env_value(var), Some(want), "{var}");

@@ -55,6 +55,11 @@ fn e2e_a_step_profile_fills_the_node_pool_and_waits_for_nodes() {
         },
     );
 
+    // kwok's pods produce nothing: what the status reports as produced since
+    // the profile started is what the test writes to the topic itself.
+    let records: Vec<(&[u8], Option<&[u8]>)> = (0..25).map(|_| (&b"k"[..], Some(&b"{}"[..]))).collect();
+    shopstream_testkit::produce_raw(&topic, 0, &records);
+
     // The step: 5 generators wanted; 3 fit beside the 250m worker on 2x2 CPU,
     // 2 wait as Unschedulable.
     wait_for(Duration::from_secs(60), "generators Pending for capacity", || {
@@ -68,6 +73,11 @@ fn e2e_a_step_profile_fills_the_node_pool_and_waits_for_nodes() {
     let p = get("pipeline", &ns.name, "burst").unwrap();
     assert_eq!(p["status"]["generator"]["stage"], 1);
     assert_eq!(p["status"]["generator"]["desiredReplicas"], 5);
+    // Reported in the step: the 25 records, against the profile's integral
+    // (30 s x 1000/s, then 5000/s for part of the step's 60 s).
+    assert_eq!(p["status"]["generator"]["producedTotal"], 25, "{}", p["status"]);
+    let due = p["status"]["generator"]["expectedTotal"].as_i64().unwrap_or(0);
+    assert!((30_000..330_000).contains(&due), "expectedTotal {due}");
 
     // What cluster-autoscaler would do: add nodes to the pool. They schedule.
     nodes.grow(&pool, 1, "2", Some(&taint));
@@ -88,5 +98,7 @@ fn e2e_a_step_profile_fills_the_node_pool_and_waits_for_nodes() {
             other => Err(format!("{other:?}, {} pods", pods.len())),
         }
     });
+    let g = &get("pipeline", &ns.name, "burst").unwrap()["status"]["generator"];
+    assert!(g["expectedTotal"].as_i64() >= Some(330_000), "{g}");
     op.assert_clean_log();
 }

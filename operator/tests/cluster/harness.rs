@@ -173,8 +173,9 @@ impl Namespace {
         Self { name }
     }
 
-    /// The warehouse Secret every Pipeline names (the workers never run here:
-    /// kwok plays their pods, so any URL does).
+    /// The warehouse Secret every Pipeline names: the test database. The
+    /// workers never run here (kwok plays their pods); the operator uses it
+    /// when a deletion clears the topic's stored offsets.
     pub fn with_warehouse_secret(self) -> Self {
         kubectl_ok(&[
             "create",
@@ -183,7 +184,7 @@ impl Namespace {
             "warehouse",
             "-n",
             &self.name,
-            "--from-literal=url=postgres://loader@warehouse.invalid:5432/shop",
+            &format!("--from-literal=url={}", shopstream_testkit::database_url()),
         ]);
         self
     }

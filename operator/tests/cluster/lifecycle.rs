@@ -1,5 +1,6 @@
 //! Pause and delete: pausing scales everything to zero and back; deleting
-//! runs the finalizer (the topic goes) and the controller-manager's garbage
+//! runs the finalizer (the topic goes, and its offsets stored in the
+//! warehouse) and the controller-manager's garbage
 //! collector removes the owned Deployments; a Pipeline whose Kafka Secret is
 //! already gone (its namespace being deleted) still finishes deleting.
 
@@ -7,13 +8,46 @@ use std::time::Duration;
 
 use crate::harness::*;
 
+/// Offsets as the workers store them, in a schema of the test database
+/// migrated as they would: this topic's two partitions and another topic's.
+fn stored_offsets(schema: &str, group: &str, topic: &str) -> postgres::Client {
+    let mut db = postgres::Client::connect(&shopstream_testkit::database_url(), postgres::NoTls).unwrap();
+    let name = shopstream_model::SchemaName::parse(schema).unwrap();
+    shopstream_worker::migrate::migrate(&mut db, &name).unwrap();
+    db.execute(
+        &format!(
+            "INSERT INTO {} (consumer_group, topic, kafka_partition, next_offset) \
+             VALUES ($1, $2, 0, 100), ($1, $2, 1, 50), ($1, 'another-topic', 0, 7)",
+            name.table(shopstream_model::warehouse::INGEST_OFFSETS)
+        ),
+        &[&group, &topic],
+    )
+    .unwrap();
+    db
+}
+
+fn offsets_of(db: &mut postgres::Client, schema: &str, topic: &str) -> i64 {
+    let table = shopstream_model::SchemaName::parse(schema)
+        .unwrap()
+        .table(shopstream_model::warehouse::INGEST_OFFSETS);
+    db.query_one(
+        &format!("SELECT count(*) FROM {table} WHERE topic = $1"),
+        &[&topic],
+    )
+    .unwrap()
+    .get(0)
+}
+
 #[test]
 fn e2e_pause_resume_and_delete() {
     let ns = Namespace::new("e2e-pause").with_warehouse_secret();
     let op = Operator::start(&OperatorArgs::scoped(shared_release(), &ns.name));
     let topic = dns_unique("e2e-pause");
+    let schema = shopstream_testkit::TestSchema::new("e2e_pause");
     let spec = "  generator: {eventsPerSecond: 200, ratePerReplica: 100}\n  workers: {replicas: 2}\n";
-    apply_ok(&ns.name, &pipeline_yaml("shop", &topic, spec));
+    let yaml =
+        pipeline_yaml("shop", &topic, spec).replace("schema: shop", &format!("schema: {}", schema.name));
+    apply_ok(&ns.name, &yaml);
     wait_ready(&ns.name, "shop", &op);
     let both = || {
         (
@@ -39,7 +73,21 @@ fn e2e_pause_resume_and_delete() {
     });
     wait_ready(&ns.name, "shop", &op);
 
+    let group = format!("shopstream-{}", schema.name);
+    let mut db = stored_offsets(&schema.name, &group, &topic);
     kubectl_ok(&["delete", "spl", "shop", "-n", &ns.name, "--timeout=60s"]);
+    // The finalizer deleted the topic, then its stored offsets: a topic
+    // created again under this name is read from its start.
+    assert_eq!(
+        offsets_of(&mut db, &schema.name, &topic),
+        0,
+        "the deleted topic's offsets"
+    );
+    assert_eq!(
+        offsets_of(&mut db, &schema.name, "another-topic"),
+        1,
+        "other topics' offsets stay"
+    );
     // Kafka deletes asynchronously: metadata may list the topic for a moment.
     wait_for(
         Duration::from_secs(30),

@@ -4,8 +4,12 @@
 //! figures. A condition keeps its lastTransitionTime until its status flips.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+mod conditions;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use shopstream_model::pipeline::{GeneratorStatus, Phase, PipelineStatus, TopicStatus, WorkersStatus};
+
+pub use conditions::{Kind, Reason, Verdict, find};
 
 use crate::scaler::{Decision, Direction};
 
@@ -33,6 +37,19 @@ pub enum TopicState {
     },
 }
 
+impl TopicState {
+    /// Partitions the topic has (`None`: it cannot be reached).
+    pub fn partitions(&self) -> Option<i32> {
+        match self {
+            TopicState::Ready { partitions, .. } => Some(*partitions),
+            TopicState::CannotShrink { current, .. } | TopicState::CannotGrow { current, .. } => {
+                Some(*current)
+            }
+            TopicState::Unavailable { .. } => None,
+        }
+    }
+}
+
 /// Replicas of a Deployment as its status reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rollout {
@@ -50,6 +67,10 @@ pub struct GeneratorView {
     pub started_at: Option<DateTime<Utc>>,
     pub profile_hash: Option<String>,
     pub finished: bool,
+    /// Messages the topic gained since the profile started (all pods').
+    pub produced: Option<i64>,
+    /// Messages the profile asked for by now (its integral).
+    pub due: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,206 +93,55 @@ pub struct Seen {
     pub workers: WorkersView,
 }
 
-fn condition(
-    previous: Option<&PipelineStatus>,
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: &Time,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let since = previous
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-        .filter(|c| c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time: since,
-    }
-}
-
-fn rollout_condition(
-    previous: Option<&PipelineStatus>,
-    type_: &str,
-    what: &str,
-    desired: i32,
-    rollout: Rollout,
-    generation: Option<i64>,
-    now: &Time,
-) -> Condition {
-    let ready = rollout.ready >= desired && rollout.replicas == desired;
-    let (reason, message) = if desired == 0 {
-        ("ScaledToZero", format!("no {what} wanted"))
-    } else if ready {
-        ("Available", format!("{}/{desired} {what} ready", rollout.ready))
-    } else {
-        ("Progressing", format!("{}/{desired} {what} ready", rollout.ready))
-    };
-    condition(previous, type_, ready, reason, message, generation, now)
-}
-
 /// Status of a valid Pipeline after a reconcile.
 pub fn compute(previous: Option<&PipelineStatus>, seen: &Seen, now: &Time) -> PipelineStatus {
     let g = seen.generation;
-    let (topic_ok, topic_reason, topic_message, topic_status) = match &seen.topic {
-        TopicState::Ready { name, partitions } => (
-            true,
-            "TopicReady",
-            format!("topic {name} has {partitions} partitions"),
-            Some(TopicStatus {
-                name: name.clone(),
-                partitions: *partitions,
-            }),
-        ),
-        TopicState::CannotShrink {
-            name,
-            current,
-            requested,
-        } => (
-            false,
-            "CannotShrink",
-            format!(
-                "spec asks for {requested} partitions but topic {name} has {current}; Kafka cannot remove partitions, so it keeps {current}"
-            ),
-            Some(TopicStatus {
-                name: name.clone(),
-                partitions: *current,
-            }),
-        ),
-        TopicState::CannotGrow {
-            name,
-            current,
-            requested,
-            reason,
-        } => (
-            false,
-            "CannotGrow",
-            format!(
-                "the brokers refused to grow topic {name} from {current} to {requested} partitions: {reason}"
-            ),
-            Some(TopicStatus {
-                name: name.clone(),
-                partitions: *current,
-            }),
-        ),
-        TopicState::Unavailable { name, error } => (
-            false,
-            "KafkaUnavailable",
-            format!("cannot ensure topic {name}: {error}"),
-            previous.and_then(|s| s.topic.clone()),
-        ),
-    };
-    let topic = condition(
-        previous,
-        "TopicReady",
-        topic_ok,
-        topic_reason,
-        topic_message,
-        g,
-        now,
-    );
-
-    let gen_view = &seen.generator;
-    let generator = if !gen_view.enabled {
-        condition(
-            previous,
-            "GeneratorReady",
-            true,
-            "Disabled",
-            "generator disabled".into(),
-            g,
-            now,
-        )
-    } else if gen_view.finished {
-        condition(
-            previous,
-            "GeneratorReady",
-            true,
-            "ProfileFinished",
-            "the load profile has run to its end".into(),
-            g,
-            now,
-        )
-    } else {
-        rollout_condition(
-            previous,
-            "GeneratorReady",
-            "generators",
-            gen_view.desired,
-            gen_view.rollout,
-            g,
-            now,
-        )
-    };
-    let w = &seen.workers;
-    let workers = rollout_condition(previous, "WorkersReady", "workers", w.desired, w.rollout, g, now);
-
-    let scaling = match &w.decision {
-        Some(d) if d.direction != Direction::Hold => condition(
-            previous,
-            "Scaling",
-            true,
-            if d.direction == Direction::Up {
-                "ScalingUp"
-            } else {
-                "ScalingDown"
-            },
-            d.reason.clone(),
-            g,
-            now,
-        ),
-        Some(d) => condition(previous, "Scaling", false, "Stable", d.reason.clone(), g, now),
-        None => condition(
-            previous,
-            "Scaling",
-            false,
-            "AutoscalingDisabled",
-            format!("{} workers from spec.workers.replicas", w.desired),
-            g,
-            now,
-        ),
-    };
-
-    let all_ok = topic_ok && generator.status == "True" && workers.status == "True";
-    let ready = if seen.paused {
-        condition(
-            previous,
-            "Ready",
-            all_ok,
-            "Paused",
-            "paused: scaled to zero, topic and data kept".into(),
-            g,
-            now,
-        )
-    } else if all_ok {
-        condition(
-            previous,
-            "Ready",
-            true,
-            "Running",
-            "topic, generators and workers are ready".into(),
-            g,
-            now,
-        )
-    } else {
-        let first = [&topic, &generator, &workers]
+    let verdicts = verdicts(seen);
+    let all_ok = verdicts[1..4].iter().all(|v| v.ok);
+    PipelineStatus {
+        observed_generation: g,
+        phase: Some(phase(previous, seen.paused, all_ok)),
+        conditions: verdicts
             .into_iter()
-            .find(|c| c.status != "True")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-            .unwrap_or_default();
-        condition(previous, "Ready", false, &first.0, first.1, g, now)
-    };
+            .map(|v| v.condition(previous, g, now))
+            .collect(),
+        topic: topic_status(previous, &seen.topic),
+        generator: Some(generator_status(&seen.generator)),
+        workers: Some(workers_status(&seen.workers)),
+        dashboard: seen.dashboard.clone(),
+    }
+}
 
-    let was_running = previous.and_then(|s| s.phase) == Some(Phase::Running)
-        || previous.and_then(|s| s.phase) == Some(Phase::Degraded);
-    let phase = if seen.paused {
+/// The status while the topic cannot be reached: the conditions say why;
+/// nothing of this generation was applied, so the figures and
+/// observedGeneration stay as they were, and a running Pipeline is Degraded.
+pub fn unreachable(previous: Option<&PipelineStatus>, seen: &Seen, now: &Time) -> PipelineStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    status.conditions = verdicts(seen)
+        .into_iter()
+        .map(|v| v.condition(previous, seen.generation, now))
+        .collect();
+    status.phase = Some(phase(previous, seen.paused, false));
+    status
+}
+
+/// Ready, TopicReady, GeneratorReady, WorkersReady, Scaling, in that order.
+fn verdicts(seen: &Seen) -> [Verdict; 5] {
+    let topic = topic_verdict(&seen.topic);
+    let generator = generator_verdict(&seen.generator);
+    let w = &seen.workers;
+    let workers = rollout_verdict(Kind::WorkersReady, "workers", w.desired, w.rollout);
+    let ready = ready_verdict(seen.paused, [&topic, &generator, &workers]);
+    [ready, topic, generator, workers, scaling_verdict(w)]
+}
+
+/// The one place the phase is decided.
+fn phase(previous: Option<&PipelineStatus>, paused: bool, all_ok: bool) -> Phase {
+    let was_running = matches!(
+        previous.and_then(|s| s.phase),
+        Some(Phase::Running | Phase::Degraded)
+    );
+    if paused {
         Phase::Paused
     } else if all_ok {
         Phase::Running
@@ -279,33 +149,149 @@ pub fn compute(previous: Option<&PipelineStatus>, seen: &Seen, now: &Time) -> Pi
         Phase::Degraded
     } else {
         Phase::Pending
-    };
+    }
+}
 
-    PipelineStatus {
-        observed_generation: g,
-        phase: Some(phase),
-        conditions: vec![ready, topic, generator, workers, scaling],
-        topic: topic_status,
-        generator: Some(GeneratorStatus {
-            replicas: gen_view.rollout.replicas,
-            ready_replicas: gen_view.rollout.ready,
-            desired_replicas: gen_view.desired,
-            stage: gen_view.stage.map(|s| s as i32),
-            target_rate: gen_view.target_rate,
-            started_at: gen_view.started_at,
-            profile_hash: gen_view.profile_hash.clone(),
-            profile_finished: gen_view.finished,
+fn topic_verdict(topic: &TopicState) -> Verdict {
+    let v = |ok, reason, message| Verdict::new(Kind::TopicReady, ok, reason, message);
+    match topic {
+        TopicState::Ready { name, partitions } => v(
+            true,
+            Reason::TopicReady,
+            format!("topic {name} has {partitions} partitions"),
+        ),
+        TopicState::CannotShrink {
+            name,
+            current,
+            requested,
+        } => v(
+            false,
+            Reason::CannotShrink,
+            format!(
+                "spec asks for {requested} partitions but topic {name} has {current}; Kafka cannot remove partitions, so it keeps {current}"
+            ),
+        ),
+        TopicState::CannotGrow {
+            name,
+            current,
+            requested,
+            reason,
+        } => v(
+            false,
+            Reason::CannotGrow,
+            format!(
+                "the brokers refused to grow topic {name} from {current} to {requested} partitions: {reason}"
+            ),
+        ),
+        TopicState::Unavailable { name, error } => v(
+            false,
+            Reason::KafkaUnavailable,
+            format!("cannot ensure topic {name}: {error}"),
+        ),
+    }
+}
+
+/// The topic as it is; while it cannot be reached, as it was last seen.
+fn topic_status(previous: Option<&PipelineStatus>, topic: &TopicState) -> Option<TopicStatus> {
+    match topic {
+        TopicState::Ready { name, .. }
+        | TopicState::CannotShrink { name, .. }
+        | TopicState::CannotGrow { name, .. } => Some(TopicStatus {
+            name: name.clone(),
+            partitions: topic.partitions().unwrap_or_default(),
         }),
-        workers: Some(WorkersStatus {
-            replicas: w.rollout.replicas,
-            ready_replicas: w.rollout.ready,
-            desired_replicas: w.desired,
-            lag: w.lag,
-            selector: w.selector.clone(),
-            last_scale_time: w.last_scale.as_ref().map(|(t, _)| *t),
-            last_scale_reason: w.last_scale.as_ref().map(|(_, r)| r.clone()),
-        }),
-        dashboard: seen.dashboard.clone(),
+        TopicState::Unavailable { .. } => previous.and_then(|s| s.topic.clone()),
+    }
+}
+
+fn generator_verdict(g: &GeneratorView) -> Verdict {
+    if !g.enabled {
+        Verdict::new(Kind::GeneratorReady, true, Reason::Disabled, "generator disabled")
+    } else if g.finished {
+        Verdict::new(
+            Kind::GeneratorReady,
+            true,
+            Reason::ProfileFinished,
+            "the load profile has run to its end",
+        )
+    } else {
+        rollout_verdict(Kind::GeneratorReady, "generators", g.desired, g.rollout)
+    }
+}
+
+fn rollout_verdict(kind: Kind, what: &str, desired: i32, rollout: Rollout) -> Verdict {
+    let ready = rollout.ready >= desired && rollout.replicas == desired;
+    let counted = format!("{}/{desired} {what} ready", rollout.ready);
+    if desired == 0 {
+        Verdict::new(kind, ready, Reason::ScaledToZero, format!("no {what} wanted"))
+    } else if ready {
+        Verdict::new(kind, true, Reason::Available, counted)
+    } else {
+        Verdict::new(kind, false, Reason::Progressing, counted)
+    }
+}
+
+fn scaling_verdict(w: &WorkersView) -> Verdict {
+    let v = |ok, reason, message| Verdict::new(Kind::Scaling, ok, reason, message);
+    match &w.decision {
+        Some(d) if d.direction == Direction::Up => v(true, Reason::ScalingUp, d.reason.clone()),
+        Some(d) if d.direction == Direction::Down => v(true, Reason::ScalingDown, d.reason.clone()),
+        Some(d) => v(false, Reason::Stable, d.reason.clone()),
+        None => v(
+            false,
+            Reason::AutoscalingDisabled,
+            format!("{} workers from spec.workers.replicas", w.desired),
+        ),
+    }
+}
+
+/// Ready is the conjunction of the others; when it is not, it carries the
+/// first failing one's reason and message.
+fn ready_verdict(paused: bool, parts: [&Verdict; 3]) -> Verdict {
+    let all_ok = parts.iter().all(|v| v.ok);
+    if paused {
+        Verdict::new(
+            Kind::Ready,
+            all_ok,
+            Reason::Paused,
+            "paused: scaled to zero, topic and data kept",
+        )
+    } else if let Some(first) = parts.into_iter().find(|v| !v.ok) {
+        Verdict::new(Kind::Ready, false, first.reason, first.message.clone())
+    } else {
+        Verdict::new(
+            Kind::Ready,
+            true,
+            Reason::Running,
+            "topic, generators and workers are ready",
+        )
+    }
+}
+
+fn generator_status(g: &GeneratorView) -> GeneratorStatus {
+    GeneratorStatus {
+        replicas: g.rollout.replicas,
+        ready_replicas: g.rollout.ready,
+        desired_replicas: g.desired,
+        stage: g.stage.map(|s| s as i32),
+        target_rate: g.target_rate,
+        started_at: g.started_at,
+        profile_hash: g.profile_hash.clone(),
+        profile_finished: g.finished,
+        produced_total: g.produced,
+        expected_total: g.due,
+    }
+}
+
+fn workers_status(w: &WorkersView) -> WorkersStatus {
+    WorkersStatus {
+        replicas: w.rollout.replicas,
+        ready_replicas: w.rollout.ready,
+        desired_replicas: w.desired,
+        lag: w.lag,
+        selector: w.selector.clone(),
+        last_scale_time: w.last_scale.as_ref().map(|(t, _)| *t),
+        last_scale_reason: w.last_scale.as_ref().map(|(_, r)| r.clone()),
     }
 }
 
@@ -316,14 +302,14 @@ pub fn invalid(
     problems: &[String],
     now: &Time,
 ) -> PipelineStatus {
-    let message = problems.join("; ");
-    let ready = condition(previous, "Ready", false, "InvalidSpec", message, generation, now);
+    let ready = Verdict::new(Kind::Ready, false, Reason::InvalidSpec, problems.join("; "))
+        .condition(previous, generation, now);
     // The other conditions describe what is still deployed: keep them (and
     // their transition times) as they were.
     let others = previous
         .into_iter()
         .flat_map(|s| s.conditions.iter())
-        .filter(|c| c.type_ != "Ready")
+        .filter(|c| c.type_ != Kind::Ready.as_str())
         .cloned();
     PipelineStatus {
         observed_generation: generation,
@@ -335,6 +321,8 @@ pub fn invalid(
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
     use super::*;
 
     fn time(s: i64) -> Time {
@@ -362,6 +350,8 @@ mod tests {
                 started_at: None,
                 profile_hash: None,
                 finished: false,
+                produced: None,
+                due: None,
             },
             workers: WorkersView {
                 desired: 3,

@@ -1,0 +1,59 @@
+//! The `SHOPSTREAM_*` environment variables: the contract between the
+//! operator, which sets them on the pods it builds, and the binaries, whose
+//! flags read them. One name each, used on both sides
+//! (`operator/tests/builders.rs` checks that every variable a builder sets is
+//! one its binary reads, with a value it accepts).
+
+pub const BATCH_MAX_RECORDS: &str = "SHOPSTREAM_BATCH_MAX_RECORDS";
+pub const BATCH_MAX_WAIT_MS: &str = "SHOPSTREAM_BATCH_MAX_WAIT_MS";
+pub const BIN_DIR: &str = "SHOPSTREAM_BIN_DIR";
+pub const BROKERS: &str = "SHOPSTREAM_BROKERS";
+pub const CLEANUP_TIMEOUT: &str = "SHOPSTREAM_CLEANUP_TIMEOUT";
+pub const CONCURRENCY: &str = "SHOPSTREAM_CONCURRENCY";
+pub const CONNECT_TIMEOUT: &str = "SHOPSTREAM_CONNECT_TIMEOUT";
+pub const CUSTOMERS: &str = "SHOPSTREAM_CUSTOMERS";
+pub const DATABASE_CA_FILE: &str = "SHOPSTREAM_DATABASE_CA_FILE";
+pub const DATABASE_URL: &str = "SHOPSTREAM_DATABASE_URL";
+pub const DEFAULT_IMAGE: &str = "SHOPSTREAM_DEFAULT_IMAGE";
+pub const DELIVERY_TIMEOUT: &str = "SHOPSTREAM_DELIVERY_TIMEOUT";
+pub const DIM_CACHE_SIZE: &str = "SHOPSTREAM_DIM_CACHE_SIZE";
+pub const DURATION: &str = "SHOPSTREAM_DURATION";
+pub const GROUP: &str = "SHOPSTREAM_GROUP";
+pub const GROUP_PROTOCOL: &str = "SHOPSTREAM_GROUP_PROTOCOL";
+pub const INSTANCE: &str = "SHOPSTREAM_INSTANCE";
+pub const INVALID_RATIO: &str = "SHOPSTREAM_INVALID_RATIO";
+pub const KAFKA_CA_FILE: &str = "SHOPSTREAM_KAFKA_CA_FILE";
+pub const KAFKA_CERT_FILE: &str = "SHOPSTREAM_KAFKA_CERT_FILE";
+pub const KAFKA_KEY_FILE: &str = "SHOPSTREAM_KAFKA_KEY_FILE";
+pub const KAFKA_SASL_MECHANISM: &str = "SHOPSTREAM_KAFKA_SASL_MECHANISM";
+pub const KAFKA_SASL_PASSWORD: &str = "SHOPSTREAM_KAFKA_SASL_PASSWORD";
+pub const KAFKA_SASL_USERNAME: &str = "SHOPSTREAM_KAFKA_SASL_USERNAME";
+pub const KAFKA_SECURITY_PROTOCOL: &str = "SHOPSTREAM_KAFKA_SECURITY_PROTOCOL";
+pub const KAFKA_TIMEOUT: &str = "SHOPSTREAM_KAFKA_TIMEOUT";
+pub const KEEP_ALIVE: &str = "SHOPSTREAM_KEEP_ALIVE";
+pub const LEADER_ELECTION: &str = "SHOPSTREAM_LEADER_ELECTION";
+pub const LEASE_DURATION: &str = "SHOPSTREAM_LEASE_DURATION";
+pub const LEASE_NAME: &str = "SHOPSTREAM_LEASE_NAME";
+pub const LISTEN: &str = "SHOPSTREAM_LISTEN";
+pub const LOG_FORMAT: &str = "SHOPSTREAM_LOG_FORMAT";
+pub const MAX_POLL_INTERVAL: &str = "SHOPSTREAM_MAX_POLL_INTERVAL";
+pub const METRICS_ADDR: &str = "SHOPSTREAM_METRICS_ADDR";
+pub const PRODUCTS: &str = "SHOPSTREAM_PRODUCTS";
+pub const PROFILE: &str = "SHOPSTREAM_PROFILE";
+pub const PROFILE_INLINE: &str = "SHOPSTREAM_PROFILE_INLINE";
+pub const PROFILE_START: &str = "SHOPSTREAM_PROFILE_START";
+pub const PROGRESS_INTERVAL: &str = "SHOPSTREAM_PROGRESS_INTERVAL";
+pub const QUERY_TIMEOUT_SECONDS: &str = "SHOPSTREAM_QUERY_TIMEOUT_SECONDS";
+pub const RATE: &str = "SHOPSTREAM_RATE";
+pub const RATE_PER_REPLICA: &str = "SHOPSTREAM_RATE_PER_REPLICA";
+pub const REFRESH_SECONDS: &str = "SHOPSTREAM_REFRESH_SECONDS";
+pub const SCALE_INTERVAL: &str = "SHOPSTREAM_SCALE_INTERVAL";
+pub const SCHEMA: &str = "SHOPSTREAM_SCHEMA";
+pub const SECRETS_FILE: &str = "SHOPSTREAM_SECRETS_FILE";
+pub const SEED: &str = "SHOPSTREAM_SEED";
+pub const SESSION_TIMEOUT: &str = "SHOPSTREAM_SESSION_TIMEOUT";
+pub const STALL_TIMEOUT: &str = "SHOPSTREAM_STALL_TIMEOUT";
+pub const SUMMARY_FILE: &str = "SHOPSTREAM_SUMMARY_FILE";
+pub const TOPIC: &str = "SHOPSTREAM_TOPIC";
+pub const TOTAL: &str = "SHOPSTREAM_TOTAL";
+pub const WATCH_NAMESPACE: &str = "SHOPSTREAM_WATCH_NAMESPACE";
