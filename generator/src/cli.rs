@@ -10,6 +10,8 @@ use clap::Parser;
 use shopstream_common::kafka::KafkaArgs;
 use shopstream_common::logging::LogFormat;
 
+use crate::traffic::Behaviour;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "shopstream-generator",
@@ -78,6 +80,9 @@ pub struct Cli {
     #[arg(long, env = envvar::PRODUCTS, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub products: u32,
 
+    #[command(flatten)]
+    pub shop: ShopArgs,
+
     /// Share of messages that are deliberately invalid, 0 to 1.
     #[arg(long, env = envvar::INVALID_RATIO, default_value_t = 0.0, value_parser = parse_ratio)]
     pub invalid_ratio: f64,
@@ -105,6 +110,63 @@ pub struct Cli {
     /// How long to wait for the brokers at start-up.
     #[arg(long, env = envvar::CONNECT_TIMEOUT, default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+}
+
+/// How shoppers and orders behave; each flag left out keeps the default in
+/// `traffic::Behaviour` / `lifecycle::LifecycleRates` (shown in `--help`).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Shoppers and orders")]
+pub struct ShopArgs {
+    /// Chance that a viewed product is added to the cart [default: 0.026].
+    #[arg(long, env = envvar::VIEW_TO_CART_RATIO, value_parser = parse_ratio)]
+    pub view_to_cart_ratio: Option<f64>,
+    /// Share of carts left without checking out [default: 0.70].
+    #[arg(long, env = envvar::CART_ABANDONMENT_RATIO, value_parser = parse_ratio)]
+    pub cart_abandonment_ratio: Option<f64>,
+    /// Share of orders canceled before they complete [default: 0.03].
+    #[arg(long, env = envvar::CANCEL_RATIO, value_parser = parse_ratio)]
+    pub cancel_ratio: Option<f64>,
+    /// Share of completed orders later refunded [default: 0.17].
+    #[arg(long, env = envvar::REFUND_RATIO, value_parser = parse_ratio)]
+    pub refund_ratio: Option<f64>,
+    /// Mean time from placing an order to its cancellation [default: 5m].
+    #[arg(long, env = envvar::CANCEL_AFTER, value_parser = humantime::parse_duration)]
+    pub cancel_after: Option<Duration>,
+    /// Mean time from placing an order to its completion [default: 15m].
+    #[arg(long, env = envvar::COMPLETE_AFTER, value_parser = humantime::parse_duration)]
+    pub complete_after: Option<Duration>,
+    /// Mean time from completion to refund [default: 30m].
+    #[arg(long, env = envvar::REFUND_AFTER, value_parser = humantime::parse_duration)]
+    pub refund_after: Option<Duration>,
+    /// Share of sessions whose events arrive late [default: 0.02].
+    #[arg(long, env = envvar::LATE_RATIO, value_parser = parse_ratio)]
+    pub late_ratio: Option<f64>,
+    /// The most a late event lags behind its event time [default: 2h].
+    #[arg(long, env = envvar::LATE_BY, value_parser = humantime::parse_duration)]
+    pub late_by: Option<Duration>,
+}
+
+impl ShopArgs {
+    /// The defaults with the flags given applied.
+    pub fn behaviour(&self) -> Behaviour {
+        let mut b = Behaviour::default();
+        let l = &mut b.lifecycle;
+        let set = |to: &mut f64, v: Option<f64>| *to = v.unwrap_or(*to);
+        set(&mut b.cart_probability, self.view_to_cart_ratio);
+        set(
+            &mut b.purchase_probability,
+            self.cart_abandonment_ratio.map(|a| 1.0 - a),
+        );
+        set(&mut l.cancel_ratio, self.cancel_ratio);
+        set(&mut l.refund_ratio, self.refund_ratio);
+        set(&mut b.late_ratio, self.late_ratio);
+        let set = |to: &mut Duration, v: Option<Duration>| *to = v.unwrap_or(*to);
+        set(&mut l.cancel_after, self.cancel_after);
+        set(&mut l.complete_after, self.complete_after);
+        set(&mut l.refund_after, self.refund_after);
+        set(&mut b.late_by, self.late_by);
+        b
+    }
 }
 
 impl Cli {
@@ -182,10 +244,38 @@ mod tests {
         assert_eq!(ok.rate, 0.0);
         assert_eq!(ok.duration, Some(Duration::from_secs(60)));
         assert_eq!(ok.instance(), "a");
+        let d = Behaviour::default();
+        let b = ok.shop.behaviour();
+        assert_eq!(
+            (b.cart_probability, b.lifecycle.clone(), b.late_by),
+            (d.cart_probability, d.lifecycle.clone(), d.late_by),
+            "no flag: the defaults"
+        );
+        let shop = Cli::try_parse_from([
+            "g",
+            "--cart-abandonment-ratio",
+            "0.6",
+            "--cancel-ratio",
+            "0.1",
+            "--complete-after",
+            "40s",
+            "--late-by",
+            "10m",
+        ])
+        .unwrap()
+        .shop
+        .behaviour();
+        assert!((shop.purchase_probability - 0.4).abs() < 1e-9);
+        assert_eq!(shop.lifecycle.cancel_ratio, 0.1);
+        assert_eq!(shop.lifecycle.complete_after, Duration::from_secs(40));
+        assert_eq!(shop.lifecycle.refund_after, d.lifecycle.refund_after);
+        assert_eq!(shop.late_by, Duration::from_secs(600));
 
         let cases: &[(&[&str], &str)] = &[
             (&["g", "--rate=-5"], "positive number"),
             (&["g", "--invalid-ratio", "1.5"], "between 0 and 1"),
+            (&["g", "--refund-ratio=-0.1"], "between 0 and 1"),
+            (&["g", "--cancel-after", "soon"], "--cancel-after"),
             (&["g", "--duration", "soon"], "--duration"),
             (&["g", "--customers", "0"], "--customers"),
             (

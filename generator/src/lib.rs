@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod group;
 pub mod invalid;
+pub mod lifecycle;
 pub mod metrics;
 pub mod pacing;
 pub mod producer;

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::pacing::{self, Pace, ProfileClock, Schedule};
 use crate::producer::{ProducerError, ShopProducer};
 use crate::summary::{self, Contribution, RunInfo, SummaryError};
-use crate::traffic::{Behaviour, Traffic};
+use crate::traffic::{Next, Traffic};
 use shopstream_model::summary::{StopReason, Summary};
 
 /// Longest a shutdown on a signal waits for acknowledgements: Kubernetes
@@ -202,7 +202,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, GeneratorError> {
         );
         tokio::task::spawn_blocking(move || {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(traffic_seed);
-            let traffic = Traffic::new(&catalog, Behaviour::default(), &mut rng);
+            let traffic = Traffic::new(&catalog, cli.shop.behaviour(), &mut rng);
             let pace = Pacing {
                 schedule: &schedule,
                 extra: &extra,
@@ -328,16 +328,17 @@ fn produce(
             Pace::Send(n) => remaining.map_or(n, |r| n.min(r)),
         };
         for _ in 0..n {
-            let event = traffic.next_event(&mut rng, Utc::now().trunc_subsecs(3));
+            let Next { event, contribution } = traffic.next(&mut rng, Utc::now().trunc_subsecs(3));
             let (payload, contribution): (&[u8], Contribution) =
                 if cli.invalid_ratio > 0.0 && rng.random_bool(cli.invalid_ratio) {
                     let kind = InvalidKind::ALL[rng.random_range(0..InvalidKind::ALL.len())];
                     buf = invalid::corrupt(&mut rng, &event, kind);
+                    traffic.discard(&event);
                     (&buf, Contribution::Invalid(kind))
                 } else {
                     buf.clear();
                     serde_json::to_writer(&mut buf, &event).expect("events always serialise");
-                    (&buf, Contribution::of_event(&event))
+                    (&buf, contribution)
                 };
             if let Err(e) = producer.send(&event.customer.customer_id, payload, contribution) {
                 tracing::error!(error = %e, "stopping: the producer refused a message");

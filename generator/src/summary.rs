@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-pub use shopstream_model::summary::{InDoubt, StopReason, Summary};
+pub use shopstream_model::summary::{InDoubt, OrderEvents, Orders, StopReason, Summary};
 use shopstream_model::{Event, EventType};
 use thiserror::Error;
 
@@ -20,12 +20,16 @@ pub enum Contribution {
         units: i64,
         gross: Decimal,
         discount: Decimal,
+        /// A cancellation's booked amount, a refund's refunded amount.
+        order_amount: Decimal,
     },
     Invalid(InvalidKind),
 }
 
 impl Contribution {
-    pub fn of_event(event: &Event<'_>) -> Self {
+    /// `canceled_amount`: what a cancellation's order had booked (the event
+    /// names only the order); ignored for other events.
+    pub fn of_event(event: &Event<'_>, canceled_amount: Decimal) -> Self {
         let (order_lines, units, gross, discount) = match &event.order {
             Some(order) => (
                 order.lines.len() as u64,
@@ -35,12 +39,21 @@ impl Contribution {
             ),
             None => (0, 0, Decimal::ZERO, Decimal::ZERO),
         };
+        let order_amount = match event.event_type {
+            EventType::OrderCanceled => canceled_amount,
+            EventType::OrderRefunded => event
+                .order_update
+                .as_ref()
+                .map_or(Decimal::ZERO, |u| u.refunded_amount()),
+            _ => Decimal::ZERO,
+        };
         Contribution::Event {
             event_type: event.event_type,
             order_lines,
             units,
             gross,
             discount,
+            order_amount,
         }
     }
 }
@@ -53,6 +66,8 @@ pub struct Tally {
     pub units: i64,
     pub gross: Decimal,
     pub discount: Decimal,
+    pub canceled_amount: Decimal,
+    pub refunded_amount: Decimal,
     pub invalid: KindCounts,
 }
 
@@ -65,12 +80,18 @@ impl Tally {
                 units,
                 gross,
                 discount,
+                order_amount,
             } => {
                 self.by_type[type_index(*event_type)] += 1;
                 self.order_lines += order_lines;
                 self.units += units;
                 self.gross += gross;
                 self.discount += discount;
+                match event_type {
+                    EventType::OrderCanceled => self.canceled_amount += order_amount,
+                    EventType::OrderRefunded => self.refunded_amount += order_amount,
+                    _ => {}
+                }
             }
             Contribution::Invalid(kind) => self.invalid.add(*kind),
         }
@@ -87,6 +108,17 @@ impl Tally {
     pub fn count(&self, t: EventType) -> u64 {
         self.by_type[type_index(t)]
     }
+
+    pub fn order_events(&self) -> OrderEvents {
+        OrderEvents {
+            purchases: self.count(EventType::Purchase),
+            completions: self.count(EventType::OrderCompleted),
+            cancellations: self.count(EventType::OrderCanceled),
+            refunds: self.count(EventType::OrderRefunded),
+            canceled_amount: self.canceled_amount,
+            refunded_amount: self.refunded_amount,
+        }
+    }
 }
 
 fn type_index(t: EventType) -> usize {
@@ -101,6 +133,13 @@ pub fn in_doubt_of(t: &Tally) -> InDoubt {
         units: t.units,
         net_revenue: t.gross - t.discount,
         activity_events: t.count(EventType::PageView) + t.count(EventType::AddToCart),
+        order_events: EventType::ALL
+            .iter()
+            .filter(|e| e.order_status().is_some())
+            .map(|e| t.count(*e))
+            .sum(),
+        canceled_amount: t.canceled_amount,
+        refunded_amount: t.refunded_amount,
         invalid: t.invalid.total(),
     }
 }
@@ -143,6 +182,7 @@ pub fn build(tally: &Tally, run: RunInfo<'_>) -> Summary {
         gross_revenue: tally.gross,
         discount_total: tally.discount,
         net_revenue: tally.gross - tally.discount,
+        orders: Orders::from_events(tally.order_events()),
         invalid_total: tally.invalid.total(),
         invalid_by_kind,
         messages_total: messages,
@@ -203,13 +243,28 @@ mod tests {
             units: 3,
             gross: dec!(44.98),
             discount: dec!(4.00),
+            order_amount: Decimal::ZERO,
         });
+        for (event_type, order_amount) in [
+            (EventType::OrderCanceled, dec!(10.00)),
+            (EventType::OrderRefunded, dec!(2.50)),
+        ] {
+            t.add(&Contribution::Event {
+                event_type,
+                order_lines: 0,
+                units: 0,
+                gross: Decimal::ZERO,
+                discount: Decimal::ZERO,
+                order_amount,
+            });
+        }
         t.add(&Contribution::Event {
             event_type: EventType::PageView,
             order_lines: 0,
             units: 0,
             gross: Decimal::ZERO,
             discount: Decimal::ZERO,
+            order_amount: Decimal::ZERO,
         });
         t.add(&Contribution::Invalid(InvalidKind::WrongType));
         let now = Utc::now();
@@ -227,23 +282,35 @@ mod tests {
                 in_doubt: &Tally::default(),
             },
         );
-        assert_eq!(s.events_total, 2);
-        assert_eq!(s.messages_total, 3);
+        assert_eq!(s.events_total, 4);
+        assert_eq!(s.messages_total, 5);
+        assert_eq!(
+            (
+                s.orders.canceled,
+                s.orders.refunded,
+                s.orders.canceled_amount,
+                s.orders.refunded_amount
+            ),
+            (1, 1, dec!(10.00), dec!(2.50))
+        );
         assert_eq!(s.events_by_type["purchase"], 1);
         assert_eq!(s.events_by_type["add_to_cart"], 0);
         assert_eq!(s.invalid_by_kind["wrong_type"], 1);
         assert_eq!(s.invalid_by_kind.len(), 6);
         assert_eq!(s.net_revenue, dec!(40.98));
-        assert!((s.events_per_second - 1.5).abs() < 1e-9);
+        assert!((s.events_per_second - 2.5).abs() < 1e-9);
         assert_eq!(s.in_doubt, InDoubt::default());
         assert_eq!(
             in_doubt_of(&t),
             InDoubt {
-                messages: 3,
+                messages: 5,
                 order_lines: 2,
                 units: 3,
                 net_revenue: dec!(40.98),
                 activity_events: 1,
+                order_events: 3,
+                canceled_amount: dec!(10.00),
+                refunded_amount: dec!(2.50),
                 invalid: 1,
             }
         );

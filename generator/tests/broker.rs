@@ -10,7 +10,8 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use shopstream_generator::invalid::InvalidKind;
 use shopstream_generator::summary::{self, StopReason, Summary};
-use shopstream_model::parse_event;
+use shopstream_model::summary::Orders;
+use shopstream_model::{EventType, parse_event};
 use shopstream_testkit::{
     ChildGuard, Record, brokers, create_topic, drain_topic, http_get, unique, wait_until,
 };
@@ -52,6 +53,7 @@ struct Recount {
     invalid_by_kind: BTreeMap<String, u64>,
     event_ids: Vec<uuid::Uuid>,
     order_ids: Vec<uuid::Uuid>,
+    orders: Orders,
 }
 
 fn recount(records: &[Record]) -> Recount {
@@ -60,6 +62,10 @@ fn recount(records: &[Record]) -> Recount {
         .map(|k| (k.expected_error(), *k))
         .collect();
     let mut r = Recount::default();
+    // Per order: its booked amount, then its status events in topic order.
+    let mut lives: HashMap<uuid::Uuid, (Decimal, Vec<(EventType, Decimal)>)> = HashMap::new();
+    let mut records: Vec<&Record> = records.iter().collect();
+    records.sort_by_key(|r| (r.partition, r.offset));
     for rec in records {
         let payload = rec.payload.as_deref().expect("every message has a value");
         let key = rec.key.as_deref().expect("every message has a key");
@@ -74,12 +80,36 @@ fn recount(records: &[Record]) -> Recount {
                     r.gross += o.gross();
                     r.discount += o.discount();
                     r.order_ids.push(o.order_id);
+                    lives.insert(o.order_id, (o.gross() - o.discount(), Vec::new()));
+                }
+                if let Some(u) = &e.order_update {
+                    let (_, steps) = lives
+                        .get_mut(&u.order_id)
+                        .expect("a status event comes after its purchase, on the same partition");
+                    steps.push((e.event_type, u.refunded_amount()));
                 }
             }
             Err(err) => {
                 let kind = by_error[&err.kind()];
                 *r.invalid_by_kind.entry(kind.as_str().to_string()).or_default() += 1;
             }
+        }
+    }
+    for (booked, steps) in lives.values() {
+        let o = &mut r.orders;
+        o.placed += 1;
+        match steps.as_slice() {
+            [] => o.pending += 1,
+            [(EventType::OrderCanceled, _)] => {
+                o.canceled += 1;
+                o.canceled_amount += booked;
+            }
+            [(EventType::OrderCompleted, _)] => o.completed += 1,
+            [(EventType::OrderCompleted, _), (EventType::OrderRefunded, amount)] => {
+                o.refunded += 1;
+                o.refunded_amount += amount;
+            }
+            other => panic!("an order's events went {other:?}"),
         }
     }
     r
@@ -106,6 +136,10 @@ fn assert_matches_summary(r: &Recount, s: &Summary) {
         "invalid by kind"
     );
     assert_eq!(r.invalid_by_kind.values().sum::<u64>(), s.invalid_total);
+    assert_eq!(
+        r.orders, s.orders,
+        "orders by final status, canceled and refunded amounts"
+    );
     assert_eq!(s.delivery_failures, 0);
 }
 
@@ -123,9 +157,19 @@ async fn the_topic_reproduces_every_number_in_the_summary() {
                 "--total",
                 "20000",
                 "--rate",
-                "0",
+                "10000",
                 "--invalid-ratio",
                 "0.02",
+            ])
+            // Short lives, so orders reach every status within the run.
+            .args(["--cancel-ratio", "0.2", "--refund-ratio", "0.5"])
+            .args([
+                "--cancel-after",
+                "100ms",
+                "--complete-after",
+                "200ms",
+                "--refund-after",
+                "200ms",
             ])
             .args(["--seed", "7", "--instance", "audit"])
             .arg("--summary-file")
@@ -146,6 +190,12 @@ async fn the_topic_reproduces_every_number_in_the_summary() {
             .all(|k| summary.invalid_by_kind[k.as_str()] > 0)
     );
     assert!(summary.order_lines > 0 && summary.discount_total > Decimal::ZERO);
+    let o = &summary.orders;
+    assert!(
+        o.pending > 0 && o.completed > 0 && o.canceled > 0 && o.refunded > 0,
+        "every status: {o:?}"
+    );
+    assert!(o.canceled_amount > Decimal::ZERO && o.refunded_amount > Decimal::ZERO);
 
     let records = tokio::task::spawn_blocking(move || drain_topic(&topic, DRAIN_TIMEOUT))
         .await

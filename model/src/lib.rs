@@ -18,7 +18,8 @@ pub mod validate;
 pub mod warehouse;
 
 pub use event::{
-    Customer, Event, EventType, LineItem, Order, Product, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION,
+    Customer, Event, EventType, LineItem, Order, OrderUpdate, Product, READABLE_SCHEMA_VERSIONS, RefundLine,
+    SCHEMA_VERSION,
 };
 pub use pipeline::{Pipeline, PipelineSpec, PipelineStatus};
 pub use profile::{LoadProfile, Stage};

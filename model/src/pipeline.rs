@@ -229,8 +229,62 @@ pub struct GeneratorSpec {
     #[serde(default)]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub invalid_ratio: f64,
+    /// How shoppers and orders behave (funnel, order lifecycle, late events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop: Option<ShopSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// Shopper and order behaviour. Unset fields keep the generator's defaults,
+/// calibrated to published e-commerce figures (`shopstream-generator --help`
+/// lists them); the delays are means of exponential waits.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopSpec {
+    /// Chance that a viewed product is added to the cart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub view_to_cart_ratio: Option<f64>,
+    /// Share of carts left without checking out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub cart_abandonment_ratio: Option<f64>,
+    /// Share of orders canceled before they complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub cancel_ratio: Option<f64>,
+    /// Share of completed orders later refunded (in full or in part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub refund_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_after_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete_after_seconds: Option<u32>,
+    /// From completion to refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_after_seconds: Option<u32>,
+    /// Share of sessions whose events arrive late (an offline phone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub late_ratio: Option<f64>,
+    /// The most a late event lags behind its event time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_by_seconds: Option<u32>,
+}
+
+impl ShopSpec {
+    /// The ratios that are set, by their field names.
+    pub fn ratios(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("viewToCartRatio", self.view_to_cart_ratio),
+            ("cartAbandonmentRatio", self.cart_abandonment_ratio),
+            ("cancelRatio", self.cancel_ratio),
+            ("refundRatio", self.refund_ratio),
+            ("lateRatio", self.late_ratio),
+        ]
+    }
 }
 
 fn default_rate() -> u32 {
@@ -264,6 +318,7 @@ impl Default for GeneratorSpec {
             customers: default_customers(),
             products: default_products(),
             invalid_ratio: 0.0,
+            shop: None,
             resources: None,
         }
     }
@@ -545,6 +600,13 @@ impl PipelineSpec {
                 g.invalid_ratio
             ));
         }
+        for (name, ratio) in g.shop.iter().flat_map(ShopSpec::ratios) {
+            if let Some(r) = ratio
+                && !(0.0..=1.0).contains(&r)
+            {
+                out.push(format!("generator.shop.{name} must be 0 to 1 (got {r})"));
+            }
+        }
         if let Some(p) = &g.profile
             && let Err(e) = p.validate()
         {
@@ -624,6 +686,15 @@ spec:
                 "minReplicas (20) must not exceed maxReplicas (10)",
             ),
             (|s| s.generator.invalid_ratio = 2.0, "generator.invalidRatio"),
+            (
+                |s| {
+                    s.generator.shop = Some(ShopSpec {
+                        refund_ratio: Some(1.5),
+                        ..ShopSpec::default()
+                    })
+                },
+                "generator.shop.refundRatio must be 0 to 1 (got 1.5)",
+            ),
             (
                 |s| {
                     s.generator.profile = Some(LoadProfile {

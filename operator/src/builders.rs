@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use shopstream_model::Pipeline;
-use shopstream_model::pipeline::KafkaSpec;
+use shopstream_model::pipeline::{KafkaSpec, ShopSpec};
 
 /// Port of every binary's /metrics, /healthz and /readyz.
 pub const METRICS_PORT: i32 = 9100;
@@ -383,6 +383,9 @@ pub fn generator_deployment(
         var(envvar::INVALID_RATIO, g.invalid_ratio.to_string()),
         var(envvar::RATE_PER_REPLICA, g.rate_per_replica.to_string()),
     ]);
+    if let Some(shop) = &g.shop {
+        vars.extend(shop_env(shop));
+    }
     match &g.profile {
         Some(profile) => {
             // JSON is YAML: one line, no quoting surprises in the env var.
@@ -413,6 +416,30 @@ pub fn generator_deployment(
         g.resources.clone(),
         "/healthz",
     )
+}
+
+/// The behaviour settings a Pipeline sets; the rest keep the generator's defaults.
+fn shop_env(shop: &ShopSpec) -> Vec<EnvVar> {
+    let ratios = [
+        (envvar::VIEW_TO_CART_RATIO, shop.view_to_cart_ratio),
+        (envvar::CART_ABANDONMENT_RATIO, shop.cart_abandonment_ratio),
+        (envvar::CANCEL_RATIO, shop.cancel_ratio),
+        (envvar::REFUND_RATIO, shop.refund_ratio),
+        (envvar::LATE_RATIO, shop.late_ratio),
+    ];
+    let delays = [
+        (envvar::CANCEL_AFTER, shop.cancel_after_seconds),
+        (envvar::COMPLETE_AFTER, shop.complete_after_seconds),
+        (envvar::REFUND_AFTER, shop.refund_after_seconds),
+        (envvar::LATE_BY, shop.late_by_seconds),
+    ];
+    let ratios = ratios
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| var(name, v.to_string())));
+    let delays = delays
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| var(name, format!("{v}s"))));
+    ratios.chain(delays).collect()
 }
 
 /// The dashboard (one replica; zero when paused), reading the same warehouse.

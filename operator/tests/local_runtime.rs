@@ -59,6 +59,10 @@ fn a_burst_scales_workers_up_and_down_survives_a_killed_worker_and_the_audit_mat
         r#"  generator:
     ratePerReplica: 5000
     invalidRatio: 0.02
+    # Orders run their course within the run; some sessions arrive late,
+    # with event times from before the run started.
+    shop: {cancelRatio: 0.2, refundRatio: 0.4, cancelAfterSeconds: 3, completeAfterSeconds: 5,
+           refundAfterSeconds: 5, lateRatio: 0.05, lateBySeconds: 900}
     profile:
       stages:
         - {durationSeconds: 8, eventsPerSecond: 300}
@@ -163,6 +167,23 @@ fn a_burst_scales_workers_up_and_down_survives_a_killed_worker_and_the_audit_mat
     assert!(down > first_up);
     assert!(out.contains("\nMATCH"), "the audit matched:\n{out}");
     assert!(!out.contains("MISMATCH"));
+    // The audit compared orders in every status, and the money canceled and refunded.
+    let summaries =
+        shopstream_operator::local::audit::read_summaries(&dir.path().join("run").join("summaries"))
+            .expect("generator summaries");
+    let mut orders = shopstream_model::summary::Orders::default();
+    summaries.iter().for_each(|s| orders.add(&s.orders));
+    assert!(
+        orders.completed > 0 && orders.canceled > 0 && orders.refunded > 0 && orders.pending > 0,
+        "{orders:?}"
+    );
+    for line in ["canceled amount", "refunded amount", "orders placed"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(line) && l.trim_end().ends_with("ok")),
+            "audit line `{line}`:\n{out}"
+        );
+    }
 }
 
 /// Issue 13 item 14: a ramp 500 -> 5k events/s over 60 s at 500 per pod

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use shopstream_common::pg::DbSettings;
 use shopstream_model::SchemaName;
-use shopstream_model::summary::Summary;
+use shopstream_model::summary::{Orders, Summary};
 
 use super::LocalError;
 
@@ -19,6 +19,7 @@ pub struct Totals {
     pub net_revenue: Decimal,
     pub activity_rows: i64,
     pub dead_letters: i64,
+    pub orders: Orders,
 }
 
 /// Every generator run's summary file in `dir`.
@@ -56,12 +57,16 @@ pub fn expected(summaries: &[Summary]) -> Expected {
         t.net_revenue += s.net_revenue;
         t.activity_rows += s.activity_events() as i64;
         t.dead_letters += s.invalid_total as i64;
+        t.orders.add(&s.orders);
         let (d, doubt) = (&mut e.in_doubt, &s.in_doubt);
         d.order_lines += doubt.order_lines as i64;
         d.units += doubt.units;
         d.net_revenue += doubt.net_revenue;
         d.activity_rows += doubt.activity_events as i64;
         d.dead_letters += doubt.invalid as i64;
+        d.orders.canceled_amount += doubt.canceled_amount;
+        d.orders.refunded_amount += doubt.refunded_amount;
+        e.order_events_in_doubt += doubt.order_events;
         e.messages_in_doubt += doubt.messages;
     }
     e
@@ -73,6 +78,9 @@ pub struct Expected {
     /// What the messages in doubt would add if the broker stored them all.
     pub in_doubt: Totals,
     pub messages_in_doubt: u64,
+    /// Purchases and status events in doubt: each may move one order from
+    /// one status count to another.
+    pub order_events_in_doubt: u64,
 }
 
 /// What the warehouse holds for this run: records at or after `start` (per
@@ -88,26 +96,48 @@ pub fn warehouse_totals(
     let mut client = db.connect()?;
     let partitions: Vec<i32> = (0..start.len() as i32).collect();
     let range = "JOIN unnest($1::int[], $2::bigint[]) AS r(p, start) ON f.kafka_partition = r.p AND f.kafka_offset >= r.start";
-    let fact = format!("{range} WHERE f.event_time >= $4");
+    // By load time, not event time: late events of this run may carry
+    // times from before it started.
+    let fact = format!("{range} WHERE f.loaded_at >= $4");
     let sql = format!(
-        "SELECT (SELECT count(*) FROM {sales} f {fact}),
+        "WITH run_orders AS (SELECT DISTINCT f.order_id FROM {sales} f {fact})
+         SELECT (SELECT count(*) FROM {sales} f {fact}),
                 (SELECT coalesce(sum(f.quantity), 0)::bigint FROM {sales} f {fact}),
                 (SELECT coalesce(sum(f.net_amount), 0) FROM {sales} f {fact}),
                 (SELECT count(*) FROM {activity} f {fact}),
-                (SELECT count(*) FROM {dead} f {range} WHERE f.topic = $3)",
+                (SELECT count(*) FROM {dead} f {range} WHERE f.topic = $3),
+                count(o.order_id),
+                count(*) FILTER (WHERE o.status = 'pending'),
+                count(*) FILTER (WHERE o.status = 'completed'),
+                count(*) FILTER (WHERE o.status = 'canceled'),
+                count(*) FILTER (WHERE o.status = 'refunded'),
+                coalesce(sum(o.booked_amount) FILTER (WHERE o.status = 'canceled'), 0),
+                coalesce(sum(o.refunded_amount) FILTER (WHERE o.status = 'refunded'), 0)
+         FROM run_orders JOIN {orders} o USING (order_id)",
         sales = schema.table(shopstream_model::warehouse::FACT_SALES),
         activity = schema.table(shopstream_model::warehouse::FACT_ACTIVITY),
         dead = schema.table(shopstream_model::warehouse::DEAD_LETTER),
+        orders = schema.table(shopstream_model::warehouse::FACT_ORDER),
     );
     let row = client
         .query_one(&sql, &[&partitions, &start, &topic, &since])
         .map_err(LocalError::AuditQuery)?;
+    let count = |i: usize| row.get::<_, i64>(i) as u64;
     Ok(Totals {
         order_lines: row.get(0),
         units: row.get(1),
         net_revenue: row.get(2),
         activity_rows: row.get(3),
         dead_letters: row.get(4),
+        orders: Orders {
+            placed: count(5),
+            pending: count(6),
+            completed: count(7),
+            canceled: count(8),
+            refunded: count(9),
+            canceled_amount: row.get(10),
+            refunded_amount: row.get(11),
+        },
     })
 }
 
@@ -129,6 +159,18 @@ pub enum Verdict {
     /// Above the acknowledged total by no more than the messages in doubt add.
     WithinDoubt,
     Differs,
+}
+
+/// An order status count: each order event in doubt, present or absent,
+/// moves one order between two counts.
+fn moved_verdict(confirmed: u64, doubt: u64, actual: u64) -> Verdict {
+    if actual == confirmed {
+        Verdict::Equal
+    } else if actual.abs_diff(confirmed) <= doubt {
+        Verdict::WithinDoubt
+    } else {
+        Verdict::Differs
+    }
 }
 
 fn verdict<T: PartialOrd + std::ops::Add<Output = T> + Copy>(confirmed: T, doubt: T, actual: T) -> Verdict {
@@ -185,6 +227,54 @@ impl Audit {
             ],
             messages_in_doubt: expected.messages_in_doubt,
         }
+        .with_orders(expected, actual)
+    }
+
+    fn with_orders(mut self, expected: &Expected, actual: &Totals) -> Self {
+        let (e, d, a) = (
+            &expected.confirmed.orders,
+            &expected.in_doubt.orders,
+            &actual.orders,
+        );
+        let doubt = expected.order_events_in_doubt;
+        let counts = [
+            ("orders placed", e.placed, a.placed),
+            ("pending", e.pending, a.pending),
+            ("completed", e.completed, a.completed),
+            ("canceled", e.canceled, a.canceled),
+            ("refunded", e.refunded, a.refunded),
+        ];
+        for (name, e, a) in counts {
+            self.lines.push(Line {
+                name,
+                expected: e.to_string(),
+                actual: a.to_string(),
+                verdict: moved_verdict(e, doubt, a),
+            });
+        }
+        let money = [
+            (
+                "canceled amount",
+                e.canceled_amount,
+                d.canceled_amount,
+                a.canceled_amount,
+            ),
+            (
+                "refunded amount",
+                e.refunded_amount,
+                d.refunded_amount,
+                a.refunded_amount,
+            ),
+        ];
+        for (name, e, d, a) in money {
+            self.lines.push(Line {
+                name,
+                expected: e.normalize().to_string(),
+                actual: a.normalize().to_string(),
+                verdict: verdict(e, d, a),
+            });
+        }
+        self
     }
 
     pub fn matches(&self) -> bool {
@@ -257,6 +347,7 @@ mod tests {
             messages_total: views + 3 + invalid,
             delivery_failures: 0,
             in_doubt: InDoubt::default(),
+            orders: Orders::default(),
             stopped_by: StopReason::Total,
             started_at: now,
             finished_at: now,
@@ -277,7 +368,8 @@ mod tests {
                 units: 8,
                 net_revenue: dec!(10.75),
                 activity_rows: 19,
-                dead_letters: 1
+                dead_letters: 1,
+                orders: Orders::default(),
             }
         );
         let same = Audit::compare(
@@ -305,6 +397,56 @@ mod tests {
     }
 
     #[test]
+    fn order_statuses_and_amounts_are_compared() {
+        let mut s = summary(10, 3, dec!(10.50), 0);
+        s.orders = Orders {
+            placed: 5,
+            pending: 1,
+            completed: 2,
+            canceled: 1,
+            refunded: 1,
+            canceled_amount: dec!(7.00),
+            refunded_amount: dec!(3.25),
+        };
+        let e = expected(&[s.clone(), s]);
+        assert_eq!(e.confirmed.orders.placed, 10);
+        let warehouse = |f: &dyn Fn(&mut Orders)| {
+            let mut t = e.confirmed.clone();
+            f(&mut t.orders);
+            Audit::compare(&e, &t)
+        };
+        assert!(warehouse(&|_| {}).matches());
+        let moved = warehouse(&|o| {
+            o.pending += 1;
+            o.completed -= 1;
+        });
+        assert!(
+            moved
+                .to_string()
+                .contains("pending: expected 2, warehouse has 3; completed: expected 4, warehouse has 3"),
+            "{moved}"
+        );
+        let money = warehouse(&|o| o.refunded_amount = dec!(6.00));
+        assert!(
+            money
+                .to_string()
+                .contains("refunded amount: expected 6.5, warehouse has 6"),
+            "{money}"
+        );
+
+        // One completion in doubt: the order may be pending or completed.
+        let mut doubt = e.clone();
+        doubt.order_events_in_doubt = 1;
+        let mut t = e.confirmed.clone();
+        t.orders.pending -= 1;
+        t.orders.completed += 1;
+        assert!(Audit::compare(&doubt, &t).matches());
+        t.orders.completed += 1;
+        t.orders.pending -= 1;
+        assert!(!Audit::compare(&doubt, &t).matches(), "two moved, one in doubt");
+    }
+
+    #[test]
     fn messages_in_doubt_count_present_or_absent_but_no_more() {
         let mut doubtful = summary(10, 3, dec!(10.50), 1);
         doubtful.in_doubt = InDoubt {
@@ -314,6 +456,7 @@ mod tests {
             net_revenue: dec!(5.00),
             activity_events: 1,
             invalid: 0,
+            ..InDoubt::default()
         };
         let e = expected(&[doubtful]);
         assert_eq!(e.messages_in_doubt, 3);
