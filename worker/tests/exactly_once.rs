@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use shopstream_generator::summary::Summary;
+use shopstream_generator::summary::{Orders, Summary};
 use shopstream_testkit::{
     ChildGuard, TestSchema, brokers, create_topic, database_url, free_addr, group_offsets, http_get,
     http_get_within, pg, produce_raw, recreate_topic, unique, wait_until,
@@ -29,7 +29,26 @@ struct Totals {
     net_revenue: Decimal,
     activity: i64,
     dead_letters: i64,
+    /// From `fact_order`: orders by status, canceled and refunded money.
+    orders: Orders,
 }
+
+/// Orders complete, cancel and refund within seconds, so a scenario's faults
+/// hit status events and the purchases they follow alike; some sessions arrive late.
+const LIFECYCLE: &[&str] = &[
+    "--cancel-ratio",
+    "0.1",
+    "--refund-ratio",
+    "0.3",
+    "--cancel-after",
+    "1s",
+    "--complete-after",
+    "1500ms",
+    "--refund-after",
+    "1500ms",
+    "--late-ratio",
+    "0.05",
+];
 
 impl Scenario {
     async fn new(prefix: &str, partitions: i32) -> Self {
@@ -151,7 +170,14 @@ impl Scenario {
                             (SELECT coalesce(sum(quantity), 0)::bigint FROM \"{s}\".fact_sales),
                             (SELECT coalesce(sum(net_amount), 0) FROM \"{s}\".fact_sales),
                             (SELECT count(*) FROM \"{s}\".fact_activity),
-                            (SELECT count(*) FROM \"{s}\".dead_letter)"
+                            (SELECT count(*) FROM \"{s}\".dead_letter),
+                            count(*), count(*) FILTER (WHERE status = 'pending'),
+                            count(*) FILTER (WHERE status = 'completed'),
+                            count(*) FILTER (WHERE status = 'canceled'),
+                            count(*) FILTER (WHERE status = 'refunded'),
+                            coalesce(sum(booked_amount) FILTER (WHERE status = 'canceled'), 0),
+                            coalesce(sum(refunded_amount) FILTER (WHERE status = 'refunded'), 0)
+                     FROM \"{s}\".fact_order"
                 ),
                 &[],
             )
@@ -164,6 +190,15 @@ impl Scenario {
             net_revenue: row.get(2),
             activity: row.get(3),
             dead_letters: row.get(4),
+            orders: Orders {
+                placed: row.get::<_, i64>(5) as u64,
+                pending: row.get::<_, i64>(6) as u64,
+                completed: row.get::<_, i64>(7) as u64,
+                canceled: row.get::<_, i64>(8) as u64,
+                refunded: row.get::<_, i64>(9) as u64,
+                canceled_amount: row.get(10),
+                refunded_amount: row.get(11),
+            },
         }
     }
 }
@@ -386,6 +421,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
+/// A scenario run with [`LIFECYCLE`] had orders in every final status.
+fn assert_every_status(s: &Summary) {
+    let o = &s.orders;
+    assert!(
+        o.pending > 0 && o.completed > 0 && o.canceled > 0 && o.refunded > 0,
+        "orders in every status: {o:?}"
+    );
+}
+
 fn expected(s: &Summary, copies: i64) -> Totals {
     Totals {
         order_lines: s.order_lines as i64,
@@ -393,6 +437,7 @@ fn expected(s: &Summary, copies: i64) -> Totals {
         net_revenue: s.net_revenue,
         activity: (s.events_by_type["page_view"] + s.events_by_type["add_to_cart"]) as i64,
         dead_letters: s.invalid_total as i64 * copies,
+        orders: s.orders.clone(),
     }
 }
 
@@ -465,7 +510,7 @@ async fn assert_other_writers_keep_the_rollups_exact(schema: &str) {
 async fn a_worker_killed_mid_load_and_restarted_loses_and_duplicates_nothing() {
     let sc = Scenario::new("w_kill", 4).await;
     let mut w1 = sc.worker("w1");
-    let producing = sc.produce(50_000, 8_000, &[]);
+    let producing = sc.produce(50_000, 8_000, LIFECYCLE);
     let killer = async {
         sc.wait_loaded_until(|n| n >= 10_000).await;
         w1.signal("KILL");
@@ -478,6 +523,7 @@ async fn a_worker_killed_mid_load_and_restarted_loses_and_duplicates_nothing() {
     );
     let _w2 = sc.worker("w2");
     sc.wait_loaded(summary.messages_total).await;
+    assert_every_status(&summary);
     assert_eq!(sc.totals().await, expected(&summary, 1));
     assert_rollups_match_facts(&sc.schema.name).await;
 }
@@ -487,7 +533,7 @@ async fn workers_join_and_leave_during_the_load(protocol: &str) {
     let sc = Scenario::new(&format!("w_rebalance_{protocol}"), 6).await;
     let flags = ["--group-protocol", protocol];
     let _w1 = sc.worker_with("w1", &flags);
-    let producing = sc.produce(60_000, 6_000, &[]);
+    let producing = sc.produce(60_000, 6_000, LIFECYCLE);
     let choreography = async {
         sc.wait_loaded_until(|n| n >= 8_000).await;
         let mut w2 = sc.worker_with("w2", &flags);
@@ -566,13 +612,14 @@ async fn a_topic_grown_from_3_to_6_partitions_mid_load_is_loaded_exactly() {
     let sc = Scenario::new("w_grow", 3).await;
     let _w1 = sc.worker("w1");
     let _w2 = sc.worker("w2");
-    let producing = sc.produce(60_000, 5_000, &[]);
+    let producing = sc.produce(60_000, 5_000, LIFECYCLE);
     let grow = async {
         sc.wait_loaded_until(|n| n >= 10_000).await;
         shopstream_testkit::grow_topic(&sc.topic, 6).await;
     };
     let (summary, ()) = tokio::join!(producing, grow);
     sc.wait_loaded(summary.messages_total).await;
+    assert_every_status(&summary);
     assert_eq!(sc.totals().await, expected(&summary, 1));
     assert_rollups_match_facts(&sc.schema.name).await;
     // The generator wrote to the new partitions and the workers loaded them.
@@ -583,6 +630,19 @@ async fn a_topic_grown_from_3_to_6_partitions_mid_load_is_loaded_exactly() {
     let topic = sc.topic.clone();
     let loaded_new: i64 = blocking(move || pg().query_one(&sql, &[&topic]).unwrap().get(0)).await;
     assert_eq!(loaded_new, 3, "every added partition was produced to and loaded");
+    // Orders placed before the growth had later steps keyed to another
+    // partition: their status events could load before their purchases, and
+    // the statuses above still came out exact.
+    let sql = format!(
+        "SELECT count(DISTINCT e.order_id) FROM \"{s}\".order_status_event e
+         JOIN \"{s}\".fact_sales f USING (order_id) WHERE e.kafka_partition <> f.kafka_partition",
+        s = sc.schema.name
+    );
+    let moved: i64 = blocking(move || pg().query_one(&sql, &[]).unwrap().get(0)).await;
+    assert!(
+        moved > 0,
+        "no order's status event went to another partition than its purchase"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -605,7 +665,7 @@ async fn the_same_events_produced_twice_load_once() {
 async fn terminated_database_backends_are_survived_without_loss_or_duplicates() {
     let sc = Scenario::new("w_pgkill", 4).await;
     let _w = sc.worker("w1");
-    let producing = sc.produce(50_000, 8_000, &[]);
+    let producing = sc.produce(50_000, 8_000, LIFECYCLE);
     let terminator = async {
         let mut killed = 0;
         for threshold in [5_000_i64, 15_000, 30_000] {
@@ -617,6 +677,7 @@ async fn terminated_database_backends_are_survived_without_loss_or_duplicates() 
     let (summary, killed) = tokio::join!(producing, terminator);
     assert!(killed >= 3, "terminated {killed} backends");
     sc.wait_loaded(summary.messages_total).await;
+    assert_every_status(&summary);
     assert_eq!(sc.totals().await, expected(&summary, 1));
     assert_rollups_match_facts(&sc.schema.name).await;
 }
@@ -1065,7 +1126,7 @@ async fn combined_faults_recover_exactly_within_a_bounded_time() {
             (spawn(i, 0, &a), a, 0)
         })
         .collect();
-    let producing = sc.produce(150_000, 3_000, &[]);
+    let producing = sc.produce(150_000, 3_000, LIFECYCLE);
     let done = std::sync::atomic::AtomicBool::new(false);
     let mut kills = 0;
     let mut terminated = 0;
@@ -1129,6 +1190,7 @@ async fn combined_faults_recover_exactly_within_a_bounded_time() {
         "{kills} kills, {terminated} backends terminated, {liveness_restarts} liveness restarts; caught up {:?} after the load",
         started.elapsed()
     );
+    assert_every_status(&summary);
     assert_eq!(sc.totals().await, expected(&summary, 1));
     assert_rollups_match_facts(&sc.schema.name).await;
 }
