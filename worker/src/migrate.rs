@@ -57,11 +57,6 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "order_lifecycle",
         sql: include_str!("../migrations/0008_order_lifecycle.sql"),
     },
-    Migration {
-        version: 9,
-        name: "filter_slices",
-        sql: include_str!("../migrations/0009_filter_slices.sql"),
-    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).
