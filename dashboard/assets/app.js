@@ -178,6 +178,35 @@ function showBanner(message) {
 // Each refresh gets a number; an older one that finishes late (e.g. after the
 // user switched revenue/units) must not overwrite a newer one's figures.
 let refreshes = 0;
+// One colour per order status on every panel: amber waits, teal is done, red is lost.
+const STATUS_COLORS = { pending: COLORS[2], completed: COLORS[1], refunded: COLORS[5], canceled: COLORS[3] };
+
+function renderStatuses(o) {
+  update("chart-status", ["Pending", "Completed", "Refunded", "Canceled"], [{
+    data: [o.pending, o.completed - o.refunded, o.refunded, o.canceled],
+    backgroundColor: [STATUS_COLORS.pending, STATUS_COLORS.completed, STATUS_COLORS.refunded, STATUS_COLORS.canceled],
+  }]);
+  const rate = r => r === null ? "–" : percent.format(r);
+  document.getElementById("status-rates").innerHTML =
+    `<span>canceled <b>${rate(o.cancel_rate)}</b> of orders</span><span>refunded <b>${rate(o.refund_rate)}</b> of completed</span>`;
+  update("chart-revenue-status", ["Booked", "Completed", "Canceled", "Refunded", "Net realised"], [{
+    label: "revenue",
+    data: [o.booked_revenue, o.completed_revenue, o.canceled_revenue, o.refunded_revenue, o.net_realised_revenue].map(Number),
+    backgroundColor: [COLORS[0], STATUS_COLORS.completed, STATUS_COLORS.canceled, STATUS_COLORS.refunded, COLORS[6]],
+  }]);
+  const tbody = document.getElementById("reasons");
+  tbody.replaceChildren(...o.reasons.map(r => {
+    const tr = document.createElement("tr");
+    for (const [text, num] of [[r.status, false], [r.reason.replaceAll("_", " "), false],
+                               [r.orders.toLocaleString(), true], [money.format(Number(r.amount)), true]]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (num) td.className = "num";
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
 
 function renderCategories(cats) {
   const field = topBy === "units" ? "units" : "revenue";
@@ -191,10 +220,11 @@ function renderCategories(cats) {
 async function refresh() {
   const mine = ++refreshes;
   try {
-    const [summary, minute, hour, top, cats, funnel, customers, hours, fresh] = await Promise.all([
+    const [summary, minute, hour, top, cats, funnel, customers, hours, fresh, statuses] = await Promise.all([
       getJSON("/api/summary?window=60"), getJSON("/api/sales/minute?minutes=60"), getJSON("/api/sales/hour?hours=48"),
       getJSON(`/api/products/top?by=${topBy}&limit=10`), getJSON("/api/categories"), getJSON("/api/funnel"),
       getJSON("/api/customers"), getJSON("/api/activity/hours"), getJSON("/api/freshness"),
+      getJSON("/api/orders/status"),
     ]);
     if (mine !== refreshes) return;
     renderSummary(summary);
@@ -208,6 +238,7 @@ async function refresh() {
       { label: "Page views", data: hours.map(h => h.page_views), backgroundColor: COLORS[0], yAxisID: "y" },
       { label: "Orders", data: hours.map(h => h.orders), backgroundColor: COLORS[2], yAxisID: "orders" },
     ]);
+    renderStatuses(statuses);
     renderFreshness(fresh);
     document.getElementById("banner").hidden = true;
     setLive(true, `live · updated ${new Date().toLocaleTimeString()}`);
@@ -228,6 +259,8 @@ async function start() {
   chart("chart-hour", "bar");
   chart("chart-funnel", "bar");
   chart("chart-customers", "doughnut", { plugins: { legend: { display: true, position: "bottom" } } });
+  chart("chart-status", "doughnut", { plugins: { legend: { display: true, position: "bottom" } } });
+  chart("chart-revenue-status", "bar", { scales: { y: { beginAtZero: true } } });
   chart("chart-categories", "bar", { indexAxis: "y", scales: { x: { beginAtZero: true } } });
   chart("chart-geo", "bar", {
     plugins: { legend: { display: true, position: "bottom" } },

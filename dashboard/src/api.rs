@@ -248,6 +248,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/funnel", get(funnel))
         .route("/api/customers", get(customers))
         .route("/api/activity/hours", get(hours))
+        .route("/api/orders/status", get(order_statuses))
         .route("/api/freshness", get(freshness))
         .with_state(app)
 }
@@ -329,6 +330,11 @@ async fn customers(State(app): State<Arc<App>>) -> Result<Json<queries::Customer
 
 async fn hours(State(app): State<Arc<App>>) -> Result<Json<Vec<queries::HourOfDay>>, ApiError> {
     app.run("activity_hours", async |c, s| queries::hours(c, &s).await)
+        .await
+}
+
+async fn order_statuses(State(app): State<Arc<App>>) -> Result<Json<queries::OrderStatuses>, ApiError> {
+    app.run("orders_status", async |c, s| queries::order_statuses(c, &s).await)
         .await
 }
 

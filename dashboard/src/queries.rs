@@ -149,6 +149,36 @@ fn money(revenue: Decimal, gross: Decimal, discounts: Decimal, orders: i64, unit
     }
 }
 
+/// Orders by where they stand, the revenue split and the reasons.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderStatuses {
+    pub orders: i64,
+    pub pending: i64,
+    /// Completed, refunded or not.
+    pub completed: i64,
+    pub canceled: i64,
+    pub refunded: i64,
+    pub booked_revenue: Decimal,
+    pub completed_revenue: Decimal,
+    pub canceled_revenue: Decimal,
+    pub refunded_revenue: Decimal,
+    /// Completed orders less their refunds.
+    pub net_realised_revenue: Decimal,
+    /// Canceled of all orders; refunded of completed ones (`None`: no base).
+    pub cancel_rate: Option<f64>,
+    pub refund_rate: Option<f64>,
+    pub reasons: Vec<StatusReason>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReason {
+    pub status: String,
+    pub reason: String,
+    pub orders: i64,
+    /// Booked amount of canceled orders, refunded amount of refunded ones.
+    pub amount: Decimal,
+}
+
 /// The minute buckets a summary compares, as `[start, end)` ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
@@ -442,6 +472,60 @@ pub async fn freshness(c: &impl GenericClient, s: &SchemaName) -> Result<Freshne
         delay_seconds: r.get(2),
         dead_letters_last_hour: r.get(3),
         now: r.get(4),
+    })
+}
+
+/// Orders by status with booked, completed, canceled, refunded and net
+/// realised revenue, and the reasons, all time (from the views of migration
+/// 0008 over `fact_order`, one row per order).
+pub async fn order_statuses(
+    c: &impl GenericClient,
+    s: &SchemaName,
+) -> Result<OrderStatuses, tokio_postgres::Error> {
+    let r = c
+        .query_one(
+            &format!(
+                "SELECT orders, pending_orders, completed_orders, canceled_orders, refunded_orders, booked_revenue,
+                        completed_revenue, canceled_revenue, refunded_revenue, net_realised_revenue
+                 FROM {}",
+                s.table(shopstream_model::warehouse::V_REVENUE_BY_STATUS)
+            ),
+            &[],
+        )
+        .await?;
+    let reasons = c
+        .query(
+            &format!(
+                "SELECT status, reason, orders, amount FROM {} ORDER BY status, orders DESC, reason",
+                s.table(shopstream_model::warehouse::V_ORDER_STATUS_REASONS)
+            ),
+            &[],
+        )
+        .await?;
+    let (orders, completed, canceled, refunded): (i64, i64, i64, i64) =
+        (r.get(0), r.get(2), r.get(3), r.get(4));
+    Ok(OrderStatuses {
+        orders,
+        pending: r.get(1),
+        completed,
+        canceled,
+        refunded,
+        booked_revenue: r.get(5),
+        completed_revenue: r.get(6),
+        canceled_revenue: r.get(7),
+        refunded_revenue: r.get(8),
+        net_realised_revenue: r.get(9),
+        cancel_rate: ratio(canceled, orders),
+        refund_rate: ratio(refunded, completed),
+        reasons: reasons
+            .iter()
+            .map(|r| StatusReason {
+                status: r.get(0),
+                reason: r.get(1),
+                orders: r.get(2),
+                amount: r.get(3),
+            })
+            .collect(),
     })
 }
 

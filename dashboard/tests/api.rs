@@ -46,6 +46,62 @@ async fn every_api_number_matches_sql_over_the_facts() {
     let base2 = base.clone();
     let api = move |path: &str| get_json(&base2, path);
 
+    // Orders by status, recounted from the lines and the status events (the
+    // generator cancels or completes each order, and refunds completed ones).
+    let statuses = api("/api/orders/status");
+    let o = &sql(format!(
+        "WITH o AS (SELECT order_id, sum(net_amount) AS booked FROM \"{s}\".fact_sales GROUP BY 1),
+              e AS (SELECT order_id, bool_or(status = 'completed') AS done, bool_or(status = 'canceled') AS canceled,
+                           coalesce(sum(refund_amount) FILTER (WHERE status = 'refunded'), 0) AS refund,
+                           bool_or(status = 'refunded') AS refunded
+                    FROM \"{s}\".order_status_event GROUP BY 1)
+         SELECT count(*), count(*) FILTER (WHERE e.order_id IS NULL OR NOT (done OR canceled)),
+                count(*) FILTER (WHERE done), count(*) FILTER (WHERE canceled), count(*) FILTER (WHERE refunded),
+                sum(booked), coalesce(sum(booked) FILTER (WHERE done), 0),
+                coalesce(sum(booked) FILTER (WHERE canceled), 0), coalesce(sum(refund), 0),
+                coalesce(sum(booked - refund) FILTER (WHERE done), 0)
+         FROM o LEFT JOIN e USING (order_id)"
+    ))
+    .await[0];
+    let counts = ["orders", "pending", "completed", "canceled", "refunded"];
+    for (i, name) in counts.iter().enumerate() {
+        assert_eq!(int(&statuses[name]), o.get::<_, i64>(i), "{name} orders");
+    }
+    let amounts = [
+        "booked_revenue",
+        "completed_revenue",
+        "canceled_revenue",
+        "refunded_revenue",
+        "net_realised_revenue",
+    ];
+    for (i, name) in amounts.iter().enumerate() {
+        assert_eq!(dec(&statuses[name]), o.get::<_, Decimal>(i + 5), "{name}");
+    }
+    assert!(
+        int(&statuses["canceled"]) > 0 && int(&statuses["refunded"]) > 0,
+        "{statuses}"
+    );
+    let rate = statuses["cancel_rate"].as_f64().unwrap();
+    assert!((rate - int(&statuses["canceled"]) as f64 / int(&statuses["orders"]) as f64).abs() < 1e-12);
+    let reasons = statuses["reasons"].as_array().unwrap();
+    let by = |status: &str| -> i64 {
+        reasons
+            .iter()
+            .filter(|r| r["status"] == status)
+            .map(|r| int(&r["orders"]))
+            .sum()
+    };
+    assert_eq!(
+        by("canceled"),
+        int(&statuses["canceled"]),
+        "every cancellation has its reason"
+    );
+    assert_eq!(
+        by("refunded"),
+        int(&statuses["refunded"]),
+        "every refund has its reason"
+    );
+
     // Summary: a window holding the whole load; nothing before it.
     let summary = api("/api/summary?window=600");
     let totals = &sql(format!(

@@ -91,7 +91,7 @@ async fn the_page_renders_charts_and_shows_the_apis_numbers() {
         "the page never finished loading:\n{}",
         &dom[..dom.len().min(3000)]
     );
-    assert_eq!(dom.matches("<canvas").count(), 7, "seven charts");
+    assert_eq!(dom.matches("<canvas").count(), 9, "nine charts");
     let banner = dom
         .split("id=\"banner\"")
         .nth(1)

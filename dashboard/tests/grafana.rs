@@ -129,6 +129,11 @@ async fn every_grafana_panel_runs_and_shows_the_facts() {
             ),
             ("dead", f("SELECT count(*) FROM \"{s}\".dead_letter")),
             (
+                "canceled_revenue",
+                f("SELECT coalesce(sum(net_amount), 0) FROM \"{s}\".fact_sales WHERE order_id IN
+                   (SELECT order_id FROM \"{s}\".order_status_event WHERE status = 'canceled')"),
+            ),
+            (
                 "top",
                 f("SELECT sum(net_amount) FROM \"{s}\".fact_sales GROUP BY product_key ORDER BY 1 DESC LIMIT 1"),
             ),
@@ -167,6 +172,24 @@ async fn every_grafana_panel_runs_and_shows_the_facts() {
     // Products.
     assert_eq!(shown("Top products", "Revenue"), fact("top"));
     assert_eq!(panels["Revenue by category"].sum("Revenue"), fact("revenue"));
+    // Orders: every order in one status, the revenue split from the lines.
+    let status = &panels["Orders by status"];
+    let by_status = ["Pending", "Completed", "Refunded", "Canceled"].map(|c| status.sum(c));
+    assert_eq!(by_status.iter().copied().sum::<Decimal>(), fact("orders"));
+    // Orders take their next step at once in this fill: none may be left pending.
+    assert!(by_status[1..].iter().all(|n| *n > Decimal::ZERO), "{by_status:?}");
+    assert_eq!(shown("Revenue by order status", "Booked"), fact("revenue"));
+    let reasons = panels["Cancellation and refund reasons"].sum("Orders");
+    assert_eq!(
+        reasons,
+        by_status[2] + by_status[3],
+        "a reason for every canceled and refunded order"
+    );
+    assert_eq!(
+        shown("Revenue by order status", "Canceled"),
+        fact("canceled_revenue"),
+        "canceled revenue"
+    );
     // Freshness.
     assert_eq!(shown("Dead letters (last hour)", "Dead letters"), fact("dead"));
     assert_eq!(panels["Dead letters by kind"].sum("value"), fact("dead"));

@@ -30,6 +30,9 @@ pub const AGG_ACTIVITY_HOUR: &str = "agg_activity_hour";
 /// A view over the product rollups.
 pub const AGG_PRODUCT: &str = "agg_product";
 pub const AGG_GEO: &str = "agg_geo";
+/// Revenue by where orders stand, and why they were canceled or refunded (migration 0008).
+pub const V_REVENUE_BY_STATUS: &str = "v_revenue_by_status";
+pub const V_ORDER_STATUS_REASONS: &str = "v_order_status_reasons";
 
 /// A validated PostgreSQL schema name: lower-case letters, digits and `_`,
 /// not starting with a digit, at most 63 bytes, not a system schema. It is
