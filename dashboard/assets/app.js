@@ -181,6 +181,35 @@ let refreshes = 0;
 // One colour per order status on every panel: amber waits, teal is done, red is lost.
 const STATUS_COLORS = { pending: COLORS[2], completed: COLORS[1], refunded: COLORS[5], canceled: COLORS[3] };
 
+// Retention as a heat map: darker cells keep more of their cohort.
+function renderCohorts(cohorts) {
+  const months = Math.max(0, ...cohorts.map(c => c.retained.length));
+  const head = document.createElement("tr");
+  for (const text of ["Cohort", "Customers", ...Array.from({ length: months }, (_, i) => `+${i + 1} mo`)]) {
+    const th = document.createElement("th");
+    th.textContent = text;
+    head.appendChild(th);
+  }
+  document.getElementById("cohorts-head").replaceChildren(head);
+  document.getElementById("cohorts").replaceChildren(...cohorts.map(c => {
+    const tr = document.createElement("tr");
+    const cells = [c.cohort.slice(0, 7), c.customers.toLocaleString()];
+    cells.forEach(text => { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); });
+    for (let i = 0; i < months; i++) {
+      const td = document.createElement("td");
+      if (i < c.retention.length) {
+        const share = c.retention[i];
+        td.textContent = percent.format(share);
+        td.title = `${c.retained[i].toLocaleString()} customers`;
+        td.style.background = `rgba(79, 70, 229, ${Math.min(0.85, 0.08 + share * 1.5)})`;
+        if (share > 0.4) td.style.color = "#fff";
+      }
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
+
 function renderStatuses(o) {
   update("chart-status", ["Pending", "Completed", "Refunded", "Canceled"], [{
     data: [o.pending, o.completed - o.refunded, o.refunded, o.canceled],
@@ -220,11 +249,11 @@ function renderCategories(cats) {
 async function refresh() {
   const mine = ++refreshes;
   try {
-    const [summary, minute, hour, top, cats, funnel, customers, hours, fresh, statuses] = await Promise.all([
+    const [summary, minute, hour, top, cats, funnel, customers, hours, fresh, statuses, cohorts] = await Promise.all([
       getJSON("/api/summary?window=60"), getJSON("/api/sales/minute?minutes=60"), getJSON("/api/sales/hour?hours=48"),
       getJSON(`/api/products/top?by=${topBy}&limit=10`), getJSON("/api/categories"), getJSON("/api/funnel"),
       getJSON("/api/customers"), getJSON("/api/activity/hours"), getJSON("/api/freshness"),
-      getJSON("/api/orders/status"),
+      getJSON("/api/orders/status"), getJSON("/api/cohorts?months=12"),
     ]);
     if (mine !== refreshes) return;
     renderSummary(summary);
@@ -239,6 +268,7 @@ async function refresh() {
       { label: "Orders", data: hours.map(h => h.orders), backgroundColor: COLORS[2], yAxisID: "orders" },
     ]);
     renderStatuses(statuses);
+    renderCohorts(cohorts);
     renderFreshness(fresh);
     document.getElementById("banner").hidden = true;
     setLive(true, `live · updated ${new Date().toLocaleTimeString()}`);

@@ -189,6 +189,11 @@ struct Window {
 }
 
 #[derive(Deserialize)]
+struct Cohorts {
+    months: Option<i32>,
+}
+
+#[derive(Deserialize)]
 struct Count {
     minutes: Option<i64>,
     hours: Option<i64>,
@@ -249,6 +254,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/customers", get(customers))
         .route("/api/activity/hours", get(hours))
         .route("/api/orders/status", get(order_statuses))
+        .route("/api/cohorts", get(cohorts))
         .route("/api/freshness", get(freshness))
         .with_state(app)
 }
@@ -335,6 +341,15 @@ async fn hours(State(app): State<Arc<App>>) -> Result<Json<Vec<queries::HourOfDa
 
 async fn order_statuses(State(app): State<Arc<App>>) -> Result<Json<queries::OrderStatuses>, ApiError> {
     app.run("orders_status", async |c, s| queries::order_statuses(c, &s).await)
+        .await
+}
+
+async fn cohorts(
+    State(app): State<Arc<App>>,
+    Query(q): Query<Cohorts>,
+) -> Result<Json<Vec<queries::Cohort>>, ApiError> {
+    let months = q.months.unwrap_or(12).clamp(1, 120);
+    app.run("cohorts", async |c, s| queries::cohorts(c, &s, months).await)
         .await
 }
 

@@ -179,6 +179,19 @@ pub struct StatusReason {
     pub amount: Decimal,
 }
 
+/// A monthly cohort: customers whose first order fell in `cohort`, and the
+/// share of them ordering again 1, 2, ... months later.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cohort {
+    /// First day of the month (UTC).
+    pub cohort: chrono::NaiveDate,
+    pub customers: i64,
+    /// `retained[k - 1]`: customers ordering k months after their first
+    /// order's month; as many months as have passed since, up to the last one asked for.
+    pub retained: Vec<i64>,
+    pub retention: Vec<f64>,
+}
+
 /// The minute buckets a summary compares, as `[start, end)` ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
@@ -527,6 +540,59 @@ pub async fn order_statuses(
             })
             .collect(),
     })
+}
+
+/// The last `months` cohorts (oldest first), each with its retention
+/// through the latest month with orders.
+pub async fn cohorts(
+    c: &impl GenericClient,
+    s: &SchemaName,
+    months: i32,
+) -> Result<Vec<Cohort>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            &format!(
+                "WITH recent AS (SELECT DISTINCT cohort FROM {v} ORDER BY cohort DESC LIMIT $1),
+                      latest AS (SELECT max(month) AS m FROM {months})
+                 SELECT r.cohort, v.months_after, coalesce(v.customers, 0)::bigint,
+                        ((extract(year FROM l.m) - extract(year FROM r.cohort)) * 12
+                         + extract(month FROM l.m) - extract(month FROM r.cohort))::int AS age
+                 FROM recent r CROSS JOIN latest l
+                 LEFT JOIN {v} v ON v.cohort = r.cohort
+                 ORDER BY r.cohort, v.months_after",
+                v = s.table(shopstream_model::warehouse::V_COHORT_RETENTION),
+                months = s.table(shopstream_model::warehouse::AGG_CUSTOMER_MONTH),
+            ),
+            &[&i64::from(months)],
+        )
+        .await?;
+    let mut out: Vec<Cohort> = Vec::new();
+    for r in &rows {
+        let (cohort, after, customers, age): (chrono::NaiveDate, i32, i64, i32) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        if out.last().is_none_or(|c| c.cohort != cohort) {
+            out.push(Cohort {
+                cohort,
+                customers: 0,
+                retained: vec![0; age.max(0) as usize],
+                retention: Vec::new(),
+            });
+        }
+        let c = out.last_mut().expect("just pushed");
+        match after {
+            0 => c.customers = customers,
+            k if k > 0 && (k as usize) <= c.retained.len() => c.retained[k as usize - 1] = customers,
+            _ => {}
+        }
+    }
+    for c in &mut out {
+        c.retention = c
+            .retained
+            .iter()
+            .map(|n| ratio(*n, c.customers).unwrap_or(0.0))
+            .collect();
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

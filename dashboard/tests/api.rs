@@ -287,6 +287,60 @@ async fn every_api_number_matches_sql_over_the_facts() {
         w.summary.invalid_total
     );
     assert!(fresh["delay_seconds"].as_f64().is_some_and(|d| d >= 0.0));
+
+    // Cohorts: earlier orders of some customers (another writer's backfill),
+    // one and two months back, make three cohorts; the API equals SQL over
+    // the facts.
+    sql(format!(
+        "INSERT INTO \"{s}\".fact_sales
+         SELECT gen_random_uuid(), line_number, gen_random_uuid(), session_id, customer_key, product_key, date_key,
+                time_key, currency, payment_method, quantity, unit_price, discount_amount, line_total, net_amount,
+                false, event_time - k * interval '1 month', now(), kafka_partition, kafka_offset, device_key,
+                channel_key
+         FROM \"{s}\".fact_sales CROSS JOIN (VALUES (1), (2)) AS m(k)
+         WHERE line_number = 1 AND customer_key % (k + 2) = 0"
+    ))
+    .await;
+    let cohorts = api("/api/cohorts?months=12");
+    let want = sql(format!(
+        "WITH m AS (SELECT DISTINCT customer_key, date_trunc('month', event_time, 'UTC')::date AS month
+                    FROM \"{s}\".fact_sales),
+              f AS (SELECT customer_key, min(month) AS cohort FROM m GROUP BY 1)
+         SELECT to_char(f.cohort, 'YYYY-MM-DD'),
+                (extract(year FROM age(m.month, f.cohort)) * 12 + extract(month FROM age(m.month, f.cohort)))::int,
+                count(*)
+         FROM m JOIN f USING (customer_key) GROUP BY 1, 2"
+    ))
+    .await;
+    let list = cohorts.as_array().unwrap();
+    for row in &want {
+        let (cohort, after, customers): (String, i32, i64) = (row.get(0), row.get(1), row.get(2));
+        let c = find(&cohorts, &[("cohort", &cohort)]);
+        let shown = if after == 0 {
+            int(&c["customers"])
+        } else {
+            int(&c["retained"][after as usize - 1])
+        };
+        assert_eq!(shown, customers, "cohort {cohort}, {after} months after");
+        if after > 0 {
+            let share = c["retention"][after as usize - 1].as_f64().unwrap();
+            assert!((share - customers as f64 / int(&c["customers"]) as f64).abs() < 1e-12);
+        }
+    }
+    assert_eq!(
+        list.len(),
+        3,
+        "two months back, one month back, this month: {cohorts}"
+    );
+    let ages: Vec<usize> = list
+        .iter()
+        .map(|c| c["retained"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(
+        ages,
+        [2, 1, 0],
+        "each cohort up to the latest month, oldest first"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -92,6 +92,11 @@ async fn the_page_renders_charts_and_shows_the_apis_numbers() {
         &dom[..dom.len().min(3000)]
     );
     assert_eq!(dom.matches("<canvas").count(), 9, "nine charts");
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    assert!(
+        dom.contains(&format!("<tbody id=\"cohorts\"><tr><td>{month}</td>")),
+        "this month's cohort is in the cohort table"
+    );
     let banner = dom
         .split("id=\"banner\"")
         .nth(1)

@@ -33,6 +33,9 @@ pub const AGG_GEO: &str = "agg_geo";
 /// Revenue by where orders stand, and why they were canceled or refunded (migration 0008).
 pub const V_REVENUE_BY_STATUS: &str = "v_revenue_by_status";
 pub const V_ORDER_STATUS_REASONS: &str = "v_order_status_reasons";
+/// Monthly cohorts: customers by first-order month ordering k months later (migration 0009).
+pub const AGG_CUSTOMER_MONTH: &str = "agg_customer_month";
+pub const V_COHORT_RETENTION: &str = "v_cohort_retention";
 
 /// A validated PostgreSQL schema name: lower-case letters, digits and `_`,
 /// not starting with a digit, at most 63 bytes, not a system schema. It is

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "order_lifecycle",
         sql: include_str!("../migrations/0008_order_lifecycle.sql"),
     },
+    Migration {
+        version: 9,
+        name: "customer_months",
+        sql: include_str!("../migrations/0009_customer_months.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).

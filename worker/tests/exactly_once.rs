@@ -404,6 +404,14 @@ async fn assert_rollups_match_facts(schema: &str) {
             ),
         ),
     ];
+    let checks = checks.into_iter().chain([(
+        "agg_customer_month",
+        format!("SELECT customer_key, month, orders, net FROM \"{s}\".agg_customer_month"),
+        format!(
+            "SELECT customer_key, date_trunc('month', event_time, 'UTC')::date, count(DISTINCT order_id), sum(net_amount)
+             FROM \"{s}\".fact_sales GROUP BY 1, 2"
+        ),
+    )]);
     for (name, rollup, facts) in checks {
         let sql = format!(
             "SELECT (SELECT count(*) FROM (({rollup}) EXCEPT ({facts})) a) + (SELECT count(*) FROM (({facts}) EXCEPT ({rollup})) b),
