@@ -101,7 +101,8 @@ function renderFunnel(f) {
   const rate = r => r === null ? "–" : percent.format(r);
   document.getElementById("funnel-rates").innerHTML =
     `<span>view → cart <b>${rate(f.view_to_cart)}</b></span><span>cart → purchase <b>${rate(f.cart_to_purchase)}</b></span>` +
-    `<span>view → purchase <b>${rate(f.view_to_purchase)}</b></span>`;
+    `<span>view → purchase <b>${rate(f.view_to_purchase)}</b></span>` +
+    `<span>cart abandonment <b>${rate(f.cart_abandonment)}</b> of ${f.carting_sessions.toLocaleString()} carts</span>`;
 }
 
 function renderCustomers(c) {

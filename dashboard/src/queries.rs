@@ -80,6 +80,11 @@ pub struct Funnel {
     pub view_to_cart: Option<f64>,
     pub cart_to_purchase: Option<f64>,
     pub view_to_purchase: Option<f64>,
+    /// Sessions that added to the cart, those of them that did not order,
+    /// and the share (the cart abandonment rate).
+    pub carting_sessions: i64,
+    pub abandoned_carts: i64,
+    pub cart_abandonment: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -378,12 +383,16 @@ pub async fn funnel(c: &impl GenericClient, s: &SchemaName) -> Result<Funnel, to
     let sql = format!(
         "SELECT (SELECT coalesce(sum(page_views), 0)::bigint FROM {act}),
                 (SELECT coalesce(sum(cart_adds), 0)::bigint FROM {act}),
-                (SELECT coalesce(sum(orders), 0)::bigint FROM {sales})",
+                (SELECT coalesce(sum(orders), 0)::bigint FROM {sales}),
+                (SELECT count(*) FROM {carts} WHERE first_cart_at IS NOT NULL),
+                (SELECT count(*) FROM {carts} WHERE first_cart_at IS NOT NULL AND NOT ordered)",
         act = s.table(shopstream_model::warehouse::AGG_ACTIVITY_HOUR),
         sales = s.table(shopstream_model::warehouse::AGG_SALES_HOUR),
+        carts = s.table(shopstream_model::warehouse::AGG_CART_SESSION),
     );
     let r = c.query_one(&sql, &[]).await?;
     let (views, carts, purchases): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+    let (carting_sessions, abandoned_carts): (i64, i64) = (r.get(3), r.get(4));
     Ok(Funnel {
         page_views: views,
         cart_adds: carts,
@@ -391,6 +400,9 @@ pub async fn funnel(c: &impl GenericClient, s: &SchemaName) -> Result<Funnel, to
         view_to_cart: ratio(carts, views),
         cart_to_purchase: ratio(purchases, carts),
         view_to_purchase: ratio(purchases, views),
+        carting_sessions,
+        abandoned_carts,
+        cart_abandonment: ratio(abandoned_carts, carting_sessions),
     })
 }
 

@@ -221,6 +221,18 @@ async fn every_api_number_matches_sql_over_the_facts() {
         int(&funnel["page_views"]) as u64,
         w.summary.events_by_type["page_view"]
     );
+    // Cart abandonment: sessions with a cart add, and those without an order.
+    let carts = &sql(format!(
+        "SELECT count(*), count(*) FILTER (WHERE session_id NOT IN (SELECT session_id FROM \"{s}\".fact_sales))
+         FROM (SELECT DISTINCT session_id FROM \"{s}\".fact_activity WHERE event_type = 'add_to_cart') c"
+    ))
+    .await[0];
+    let (carting, abandoned): (i64, i64) = (carts.get(0), carts.get(1));
+    assert!(abandoned > 0 && abandoned < carting, "{carting} {abandoned}");
+    assert_eq!(int(&funnel["carting_sessions"]), carting);
+    assert_eq!(int(&funnel["abandoned_carts"]), abandoned);
+    let share = funnel["cart_abandonment"].as_f64().unwrap();
+    assert!((share - abandoned as f64 / carting as f64).abs() < 1e-12);
 
     // New vs returning, and country x segment.
     let customers = api("/api/customers");

@@ -36,6 +36,8 @@ pub const V_ORDER_STATUS_REASONS: &str = "v_order_status_reasons";
 /// Monthly cohorts: customers by first-order month ordering k months later (migration 0009).
 pub const AGG_CUSTOMER_MONTH: &str = "agg_customer_month";
 pub const V_COHORT_RETENTION: &str = "v_cohort_retention";
+/// Sessions with a cart add, and whether they ordered (migration 0010).
+pub const AGG_CART_SESSION: &str = "agg_cart_session";
 
 /// A validated PostgreSQL schema name: lower-case letters, digits and `_`,
 /// not starting with a digit, at most 63 bytes, not a system schema. It is

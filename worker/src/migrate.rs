@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "customer_months",
         sql: include_str!("../migrations/0009_customer_months.sql"),
     },
+    Migration {
+        version: 10,
+        name: "cart_sessions",
+        sql: include_str!("../migrations/0010_cart_sessions.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).

@@ -398,7 +398,18 @@ async fn assert_rollups_match_facts(schema: &str) {
             ),
         ),
     ];
-    let checks = checks.into_iter().chain([(
+    let checks = checks.into_iter().chain([
+        (
+            "agg_cart_session",
+            format!("SELECT session_id, first_cart_at, ordered FROM \"{s}\".agg_cart_session"),
+            format!(
+                "SELECT coalesce(c.session_id, o.session_id), c.first_cart_at, o.session_id IS NOT NULL
+                 FROM (SELECT session_id, min(event_time) AS first_cart_at FROM \"{s}\".fact_activity
+                       WHERE event_type = 'add_to_cart' GROUP BY 1) c
+                 FULL JOIN (SELECT DISTINCT session_id FROM \"{s}\".fact_sales) o USING (session_id)"
+            ),
+        ),
+        (
         "agg_customer_month",
         format!("SELECT customer_key, month, orders, net FROM \"{s}\".agg_customer_month"),
         format!(
