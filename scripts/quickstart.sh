@@ -39,6 +39,7 @@ q "SELECT name, category, units, net_revenue, view_to_purchase_rate FROM $SCHEMA
 q "SELECT category, views, orders, units, net_revenue FROM $SCHEMA.v_category_performance ORDER BY net_revenue DESC"
 q "SELECT sessions_with_view, sessions_with_cart, sessions_with_purchase, view_to_cart_rate, cart_to_purchase_rate, view_to_purchase_rate FROM $SCHEMA.v_customer_funnel"
 q "SELECT customer_type, orders, customers, net_revenue FROM $SCHEMA.v_customer_new_vs_returning ORDER BY 1"
+q "SELECT orders, pending_orders, completed_orders, canceled_orders, refunded_orders, booked_revenue, canceled_revenue, refunded_revenue, net_realised_revenue FROM $SCHEMA.v_revenue_by_status"
 q "SELECT error_kind, count(*) AS dead_letters FROM $SCHEMA.dead_letter GROUP BY 1 ORDER BY 2 DESC"
 
 # Keep the dashboard up after the run so the numbers can be explored.
