@@ -27,7 +27,7 @@ fn install_chromium() {
     );
 }
 
-fn chromium(profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
+fn chromium(profile: &Path, width: u32, extra: &[&str], url: &str) -> std::process::Output {
     Command::new(CHROMIUM)
         .args([
             "--headless",
@@ -39,10 +39,11 @@ fn chromium(profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1440,1500",
             // Let the page's timers and fetches run before dumping.
             "--virtual-time-budget=15000",
         ])
+        // Tall enough for the whole page in one screenshot.
+        .arg(format!("--window-size={width},2700"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
@@ -81,7 +82,7 @@ async fn the_page_renders_charts_and_shows_the_apis_numbers() {
 
     let out = tokio::task::spawn_blocking({
         let (profile, url) = (profile.path().to_path_buf(), url.clone());
-        move || chromium(&profile, &["--dump-dom"], &url)
+        move || chromium(&profile, 1440, &["--dump-dom"], &url)
     })
     .await
     .unwrap();
@@ -128,19 +129,29 @@ async fn the_page_renders_charts_and_shows_the_apis_numbers() {
         w.summary.net_revenue.to_string()
     );
 
-    let shot = target_dir().join("dashboard-screenshot.png");
-    let out = tokio::task::spawn_blocking({
-        let (profile, url, shot) = (profile.path().to_path_buf(), url.clone(), shot.clone());
-        move || chromium(&profile, &[&format!("--screenshot={}", shot.display())], &url)
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        size > 50_000,
-        "a real screenshot at {} ({size} bytes)",
-        shot.display()
-    );
-    println!("screenshot: {}", shot.display());
+    // Legible at a laptop's and a desktop's width: saved for review.
+    for width in [1280, 1920] {
+        let shot = target_dir().join(format!("dashboard-{width}.png"));
+        let out = tokio::task::spawn_blocking({
+            let (profile, url, shot) = (profile.path().to_path_buf(), url.clone(), shot.clone());
+            move || {
+                chromium(
+                    &profile,
+                    width,
+                    &[&format!("--screenshot={}", shot.display())],
+                    &url,
+                )
+            }
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size > 50_000,
+            "a real screenshot at {} ({size} bytes)",
+            shot.display()
+        );
+        println!("screenshot: {}", shot.display());
+    }
 }
