@@ -183,76 +183,64 @@ fn verdict<T: PartialOrd + std::ops::Add<Output = T> + Copy>(confirmed: T, doubt
     }
 }
 
+impl Line {
+    fn new(
+        name: &'static str,
+        expected: impl fmt::Display,
+        actual: impl fmt::Display,
+        verdict: Verdict,
+    ) -> Self {
+        Self {
+            name,
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+            verdict,
+        }
+    }
+}
+
 impl Audit {
     pub fn compare(expected: &Expected, actual: &Totals) -> Self {
         let (e, d, a) = (&expected.confirmed, &expected.in_doubt, actual);
-        let line = |name, expected: String, actual: String, verdict| Line {
-            name,
-            expected,
-            actual,
-            verdict,
-        };
-        Self {
-            lines: vec![
-                line(
-                    "order lines",
-                    e.order_lines.to_string(),
-                    a.order_lines.to_string(),
-                    verdict(e.order_lines, d.order_lines, a.order_lines),
-                ),
-                line(
-                    "units",
-                    e.units.to_string(),
-                    a.units.to_string(),
-                    verdict(e.units, d.units, a.units),
-                ),
-                line(
-                    "net revenue",
-                    e.net_revenue.normalize().to_string(),
-                    a.net_revenue.normalize().to_string(),
-                    verdict(e.net_revenue, d.net_revenue, a.net_revenue),
-                ),
-                line(
-                    "activity rows",
-                    e.activity_rows.to_string(),
-                    a.activity_rows.to_string(),
-                    verdict(e.activity_rows, d.activity_rows, a.activity_rows),
-                ),
-                line(
-                    "dead letters",
-                    e.dead_letters.to_string(),
-                    a.dead_letters.to_string(),
-                    verdict(e.dead_letters, d.dead_letters, a.dead_letters),
-                ),
-            ],
-            messages_in_doubt: expected.messages_in_doubt,
-        }
-        .with_orders(expected, actual)
-    }
-
-    fn with_orders(mut self, expected: &Expected, actual: &Totals) -> Self {
-        let (e, d, a) = (
-            &expected.confirmed.orders,
-            &expected.in_doubt.orders,
-            &actual.orders,
-        );
+        let mut lines = vec![
+            Line::new(
+                "order lines",
+                e.order_lines,
+                a.order_lines,
+                verdict(e.order_lines, d.order_lines, a.order_lines),
+            ),
+            Line::new("units", e.units, a.units, verdict(e.units, d.units, a.units)),
+            Line::new(
+                "net revenue",
+                e.net_revenue.normalize(),
+                a.net_revenue.normalize(),
+                verdict(e.net_revenue, d.net_revenue, a.net_revenue),
+            ),
+            Line::new(
+                "activity rows",
+                e.activity_rows,
+                a.activity_rows,
+                verdict(e.activity_rows, d.activity_rows, a.activity_rows),
+            ),
+            Line::new(
+                "dead letters",
+                e.dead_letters,
+                a.dead_letters,
+                verdict(e.dead_letters, d.dead_letters, a.dead_letters),
+            ),
+        ];
+        let (e, d, a) = (&e.orders, &d.orders, &a.orders);
         let doubt = expected.order_events_in_doubt;
-        let counts = [
+        for (name, e, a) in [
             ("orders placed", e.placed, a.placed),
             ("pending", e.pending, a.pending),
             ("completed", e.completed, a.completed),
             ("canceled", e.canceled, a.canceled),
             ("refunded", e.refunded, a.refunded),
-        ];
-        for (name, e, a) in counts {
-            self.lines.push(Line {
-                name,
-                expected: e.to_string(),
-                actual: a.to_string(),
-                verdict: moved_verdict(e, doubt, a),
-            });
+        ] {
+            lines.push(Line::new(name, e, a, moved_verdict(e, doubt, a)));
         }
-        let money = [
+        for (name, e, d, a) in [
             (
                 "canceled amount",
                 e.canceled_amount,
@@ -265,16 +253,13 @@ impl Audit {
                 d.refunded_amount,
                 a.refunded_amount,
             ),
-        ];
-        for (name, e, d, a) in money {
-            self.lines.push(Line {
-                name,
-                expected: e.normalize().to_string(),
-                actual: a.normalize().to_string(),
-                verdict: verdict(e, d, a),
-            });
+        ] {
+            lines.push(Line::new(name, e.normalize(), a.normalize(), verdict(e, d, a)));
         }
-        self
+        Self {
+            lines,
+            messages_in_doubt: expected.messages_in_doubt,
+        }
     }
 
     pub fn matches(&self) -> bool {
