@@ -120,7 +120,7 @@ pub struct ShopArgs {
     /// Chance that a viewed product is added to the cart [default: 0.026].
     #[arg(long, env = envvar::VIEW_TO_CART_RATIO, value_parser = parse_ratio)]
     pub view_to_cart_ratio: Option<f64>,
-    /// Share of carts left without checking out [default: 0.70].
+    /// Share of carts left without checking out [default: 0.7].
     #[arg(long, env = envvar::CART_ABANDONMENT_RATIO, value_parser = parse_ratio)]
     pub cart_abandonment_ratio: Option<f64>,
     /// Share of orders canceled before they complete [default: 0.03].
@@ -223,6 +223,38 @@ mod tests {
     #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The defaults `--help` names are the ones `Behaviour::default` uses.
+    #[test]
+    fn the_shop_flags_help_states_the_real_defaults() {
+        let d = Behaviour::default();
+        let l = &d.lifecycle;
+        let ratio = |v: f64| format!("{v}");
+        let time = |v: Duration| humantime::format_duration(v).to_string();
+        let cases = [
+            ("view-to-cart-ratio", ratio(d.cart_probability)),
+            ("cart-abandonment-ratio", ratio(1.0 - d.purchase_probability)),
+            ("cancel-ratio", ratio(l.cancel_ratio)),
+            ("refund-ratio", ratio(l.refund_ratio)),
+            ("cancel-after", time(l.cancel_after)),
+            ("complete-after", time(l.complete_after)),
+            ("refund-after", time(l.refund_after)),
+            ("late-ratio", ratio(d.late_ratio)),
+            ("late-by", time(d.late_by)),
+        ];
+        let cmd = Cli::command();
+        for (flag, default) in cases {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .expect(flag);
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                help.contains(&format!("[default: {default}]")),
+                "--{flag}: {help}"
+            );
+        }
     }
 
     #[test]
