@@ -133,11 +133,7 @@ pub fn in_doubt_of(t: &Tally) -> InDoubt {
         units: t.units,
         net_revenue: t.gross - t.discount,
         activity_events: t.count(EventType::PageView) + t.count(EventType::AddToCart),
-        order_events: EventType::ALL
-            .iter()
-            .filter(|e| e.order_status().is_some())
-            .map(|e| t.count(*e))
-            .sum(),
+        order_events: t.order_events().total(),
         canceled_amount: t.canceled_amount,
         refunded_amount: t.refunded_amount,
         invalid: t.invalid.total(),

@@ -104,6 +104,13 @@ pub struct OrderEvents {
     pub refunded_amount: Decimal,
 }
 
+impl OrderEvents {
+    /// Purchases and status events together.
+    pub fn total(&self) -> u64 {
+        self.purchases + self.completions + self.cancellations + self.refunds
+    }
+}
+
 impl Orders {
     pub fn from_events(e: OrderEvents) -> Self {
         Self {
