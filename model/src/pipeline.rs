@@ -274,15 +274,38 @@ pub struct ShopSpec {
     pub late_by_seconds: Option<u32>,
 }
 
+/// A `ShopSpec` ratio: its field name, the generator's env var, its value.
+pub type ShopRatio = (&'static str, &'static str, Option<f64>);
+
 impl ShopSpec {
-    /// The ratios that are set, by their field names.
-    pub fn ratios(&self) -> [(&'static str, Option<f64>); 5] {
+    /// Every ratio, set or not.
+    pub fn ratios(&self) -> [ShopRatio; 5] {
+        use crate::envvar;
         [
-            ("viewToCartRatio", self.view_to_cart_ratio),
-            ("cartAbandonmentRatio", self.cart_abandonment_ratio),
-            ("cancelRatio", self.cancel_ratio),
-            ("refundRatio", self.refund_ratio),
-            ("lateRatio", self.late_ratio),
+            (
+                "viewToCartRatio",
+                envvar::VIEW_TO_CART_RATIO,
+                self.view_to_cart_ratio,
+            ),
+            (
+                "cartAbandonmentRatio",
+                envvar::CART_ABANDONMENT_RATIO,
+                self.cart_abandonment_ratio,
+            ),
+            ("cancelRatio", envvar::CANCEL_RATIO, self.cancel_ratio),
+            ("refundRatio", envvar::REFUND_RATIO, self.refund_ratio),
+            ("lateRatio", envvar::LATE_RATIO, self.late_ratio),
+        ]
+    }
+
+    /// Every delay in seconds, set or not, by the generator's env var.
+    pub fn delays(&self) -> [(&'static str, Option<u32>); 4] {
+        use crate::envvar;
+        [
+            (envvar::CANCEL_AFTER, self.cancel_after_seconds),
+            (envvar::COMPLETE_AFTER, self.complete_after_seconds),
+            (envvar::REFUND_AFTER, self.refund_after_seconds),
+            (envvar::LATE_BY, self.late_by_seconds),
         ]
     }
 }
@@ -600,7 +623,7 @@ impl PipelineSpec {
                 g.invalid_ratio
             ));
         }
-        for (name, ratio) in g.shop.iter().flat_map(ShopSpec::ratios) {
+        for (name, _, ratio) in g.shop.iter().flat_map(ShopSpec::ratios) {
             if let Some(r) = ratio
                 && !(0.0..=1.0).contains(&r)
             {

@@ -420,23 +420,12 @@ pub fn generator_deployment(
 
 /// The behaviour settings a Pipeline sets; the rest keep the generator's defaults.
 fn shop_env(shop: &ShopSpec) -> Vec<EnvVar> {
-    let ratios = [
-        (envvar::VIEW_TO_CART_RATIO, shop.view_to_cart_ratio),
-        (envvar::CART_ABANDONMENT_RATIO, shop.cart_abandonment_ratio),
-        (envvar::CANCEL_RATIO, shop.cancel_ratio),
-        (envvar::REFUND_RATIO, shop.refund_ratio),
-        (envvar::LATE_RATIO, shop.late_ratio),
-    ];
-    let delays = [
-        (envvar::CANCEL_AFTER, shop.cancel_after_seconds),
-        (envvar::COMPLETE_AFTER, shop.complete_after_seconds),
-        (envvar::REFUND_AFTER, shop.refund_after_seconds),
-        (envvar::LATE_BY, shop.late_by_seconds),
-    ];
-    let ratios = ratios
+    let ratios = shop
+        .ratios()
         .into_iter()
-        .filter_map(|(name, v)| v.map(|v| var(name, v.to_string())));
-    let delays = delays
+        .filter_map(|(_, name, v)| v.map(|v| var(name, v.to_string())));
+    let delays = shop
+        .delays()
         .into_iter()
         .filter_map(|(name, v)| v.map(|v| var(name, format!("{v}s"))));
     ratios.chain(delays).collect()
