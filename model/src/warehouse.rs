@@ -38,6 +38,12 @@ pub const AGG_CUSTOMER_MONTH: &str = "agg_customer_month";
 pub const V_COHORT_RETENTION: &str = "v_cohort_retention";
 /// Sessions with a cart add, and whether they ordered (migration 0010).
 pub const AGG_CART_SESSION: &str = "agg_cart_session";
+/// Filter slices (migration 0011): rollups, their queue, and the views readers sum.
+pub const AGG_SLICE: &str = "agg_slice";
+pub const AGG_ORDER_SLICE: &str = "agg_order_slice";
+pub const SLICE_QUEUE: &str = "slice_queue";
+pub const V_SLICE: &str = "v_slice";
+pub const V_ORDER_SLICE: &str = "v_order_slice";
 
 /// A validated PostgreSQL schema name: lower-case letters, digits and `_`,
 /// not starting with a digit, at most 63 bytes, not a system schema. It is

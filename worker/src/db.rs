@@ -26,6 +26,8 @@ pub struct Statements {
     pub reset_offset: Statement,
     pub copy_sales: String,
     pub copy_activity: String,
+    pub copy_slices: String,
+    pub fold_slices: Statement,
 }
 
 /// An open warehouse connection, ready to load batches into one schema.
@@ -139,19 +141,27 @@ impl Db {
             .map_err(err)?;
         // Both fact tables in one statement. The rollups follow from the
         // tables' own triggers (migration 0003), counting only rows actually
-        // inserted: duplicates on the wire add nothing.
+        // inserted: duplicates on the wire add nothing. When some staged rows
+        // were duplicates ($1, $2: how many were staged), the keys of those
+        // inserted come back too, for the filter slices (`slices.rs`).
         let insert_facts = client
             .prepare(&format!(
                 "WITH sales AS (
                      INSERT INTO {sales} ({sales_columns}) SELECT {sales_columns} FROM pg_temp.stage_sales
                      ON CONFLICT DO NOTHING
-                     RETURNING 1
+                     RETURNING order_id, line_number
                  ), activity AS (
                      INSERT INTO {activity} ({activity_columns}) SELECT {activity_columns} FROM pg_temp.stage_activity
                      ON CONFLICT DO NOTHING
-                     RETURNING 1
+                     RETURNING event_id
+                 ), n AS (
+                     SELECT (SELECT count(*) FROM sales) AS sales, (SELECT count(*) FROM activity) AS activity
                  )
-                 SELECT (SELECT count(*) FROM sales), (SELECT count(*) FROM activity)",
+                 SELECT n.sales, n.activity,
+                        CASE WHEN n.sales < $1 THEN (SELECT array_agg(order_id ORDER BY order_id, line_number) FROM sales) END,
+                        CASE WHEN n.sales < $1 THEN (SELECT array_agg(line_number ORDER BY order_id, line_number) FROM sales) END,
+                        CASE WHEN n.activity < $2 THEN (SELECT array_agg(event_id) FROM activity) END
+                 FROM n",
                 sales = t(shopstream_model::warehouse::FACT_SALES),
                 activity = t(shopstream_model::warehouse::FACT_ACTIVITY),
             ))
@@ -200,6 +210,14 @@ impl Db {
                 t(shopstream_model::warehouse::INGEST_OFFSETS)
             ))
             .map_err(err)?;
+        // This session queues the filter slices of its own rows (`slices.rs`);
+        // the triggers of migration 0011 do it for every other writer.
+        client
+            .batch_execute("SET shopstream.loader_slices = on")
+            .map_err(err)?;
+        let fold_slices = client
+            .prepare(&format!("SELECT {}.fold_slices()", schema.quoted()))
+            .map_err(err)?;
         let stmts = Statements {
             upsert_customers,
             select_customers,
@@ -216,6 +234,8 @@ impl Db {
             copy_activity: format!(
                 "COPY pg_temp.stage_activity ({activity_columns}) FROM STDIN (FORMAT binary)"
             ),
+            copy_slices: crate::slices::copy_statement(&t(shopstream_model::warehouse::SLICE_QUEUE)),
+            fold_slices,
         };
         let orders = crate::orders::OrderStatements::prepare(&mut client, schema).map_err(err)?;
         Ok(Self {

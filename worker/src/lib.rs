@@ -32,6 +32,7 @@ pub mod migrate;
 pub mod orders;
 pub mod retry;
 pub mod run;
+pub mod slices;
 pub mod transform;
 
 pub use cli::Cli;

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use postgres::{Statement, Transaction};
 use thiserror::Error;
+use uuid::Uuid;
 
 use crate::copy_layout;
 use crate::db::Db;
 use crate::dims::DimCache;
+use crate::slices::{self, Inserted};
 use crate::transform::{Batch, DeadLetter};
 
 /// Identifies the stream whose offsets this worker advances.
@@ -84,8 +86,20 @@ pub fn load_batch(
         &resolved,
     )?;
     let (sales_rows, activity_rows) = if staged_sales + staged_activity > 0 {
-        let row = tx.query_one(&stmts.insert_facts, &[])?;
-        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
+        let row = tx.query_one(
+            &stmts.insert_facts,
+            &[&(staged_sales as i64), &(staged_activity as i64)],
+        )?;
+        let (sales_rows, activity_rows) = (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64);
+        let sales_keys = row
+            .get::<_, Option<Vec<Uuid>>>(2)
+            .zip(row.get::<_, Option<Vec<i32>>>(3))
+            .map(|(orders, lines)| orders.into_iter().zip(lines));
+        let inserted_sales = Inserted::from_insert(sales_rows, sales_keys);
+        let inserted_activity = Inserted::from_insert(activity_rows, row.get::<_, Option<Vec<Uuid>>>(4));
+        let rows = slices::slices(batch, inserted_sales, inserted_activity);
+        slices::queue(&mut tx, &stmts.copy_slices, &rows)?;
+        (sales_rows, activity_rows)
     } else {
         (0, 0)
     };

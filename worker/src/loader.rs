@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shopstream_common::error::chain;
 
@@ -85,23 +85,111 @@ pub fn spawn(shared: Arc<Shared>, cache: DimCache) -> std::io::Result<Loader> {
 
 fn run(jobs: Receiver<Job>, done: Sender<Done>, shared: Arc<Shared>, mut cache: DimCache) {
     let mut failed_generation: Option<u64> = None;
-    for job in jobs {
-        let generation = job.generation;
-        let stale = failed_generation.is_some_and(|g| generation <= g);
-        let outcome = if stale {
-            Done::Skipped
-        } else {
-            load(&shared, &mut cache, job)
-        };
-        if matches!(outcome, Done::Fenced { .. } | Done::Failed { .. }) {
-            failed_generation = Some(generation);
+    let mut folds = FoldClock::new(Instant::now());
+    loop {
+        match jobs.recv_timeout(folds.wait(Instant::now())) {
+            Ok(job) => {
+                let generation = job.generation;
+                let stale = failed_generation.is_some_and(|g| generation <= g);
+                let outcome = if stale {
+                    Done::Skipped
+                } else {
+                    load(&shared, &mut cache, job)
+                };
+                match outcome {
+                    Done::Fenced { .. } | Done::Failed { .. } => failed_generation = Some(generation),
+                    Done::Committed { .. } => folds.loaded(),
+                    Done::Skipped => {}
+                }
+                if done.send(outcome).is_err() {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-        if done.send(outcome).is_err() {
-            break;
+        if folds.due(Instant::now()) {
+            fold(&shared, &mut folds);
         }
+    }
+    // What this worker queued last is folded before it goes (the next
+    // worker to fold would take it anyway; readers count it either way).
+    if folds.dirty {
+        fold(&shared, &mut folds);
     }
     // The sync client must be dropped on a plain thread, not the async runtime.
     drop(shared.take_db());
+}
+
+/// Folding the filter-slice queue (migration 0011) soon after this worker
+/// queued rows, and now and then anyway for rows other writers queued.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FoldClock {
+    last: Instant,
+    /// Rows queued since the last fold that succeeded.
+    dirty: bool,
+}
+
+const FOLD_AFTER_LOAD: Duration = Duration::from_secs(2);
+const FOLD_ANYWAY: Duration = Duration::from_secs(30);
+
+impl FoldClock {
+    fn new(now: Instant) -> Self {
+        Self {
+            last: now,
+            dirty: false,
+        }
+    }
+
+    fn loaded(&mut self) {
+        self.dirty = true;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        let since = now.saturating_duration_since(self.last);
+        since >= FOLD_ANYWAY || (self.dirty && since >= FOLD_AFTER_LOAD)
+    }
+
+    /// How long to wait for a job before looking again.
+    fn wait(&self, now: Instant) -> Duration {
+        let since = now.saturating_duration_since(self.last);
+        let next = if self.dirty { FOLD_AFTER_LOAD } else { FOLD_ANYWAY };
+        next.saturating_sub(since).max(Duration::from_millis(10))
+    }
+
+    /// `folded`: whether the fold ran (false: another session held the
+    /// lock, or it failed); either way the next one waits an interval.
+    fn folded(&mut self, now: Instant, folded: bool) {
+        self.last = now;
+        if folded {
+            self.dirty = false;
+        }
+    }
+}
+
+fn fold(shared: &Shared, folds: &mut FoldClock) {
+    let outcome = {
+        let mut db = shared.db();
+        match db.as_mut() {
+            Some(conn) => conn
+                .client
+                .query_one(&conn.stmts.fold_slices, &[])
+                .map(|r| r.get::<_, i64>(0)),
+            None => Ok(-1),
+        }
+    };
+    match outcome {
+        Ok(rows) if rows >= 0 => {
+            shared.metrics.slice_rows_folded.inc_by(rows as u64);
+            folds.folded(Instant::now(), true);
+        }
+        Ok(_) => folds.folded(Instant::now(), false),
+        Err(e) => {
+            // Queued rows stay queued (and counted by readers): try again later.
+            tracing::warn!(error = %chain(&e), "folding the filter slices failed");
+            folds.folded(Instant::now(), false);
+        }
+    }
 }
 
 fn load(shared: &Shared, cache: &mut DimCache, mut job: Job) -> Done {
@@ -199,4 +287,38 @@ fn record(m: &Metrics, batch: &Batch, loaded: &Loaded, started: Instant) {
         ms = started.elapsed().as_millis() as u64,
         "batch committed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_follow_loads_and_happen_now_and_then_anyway() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let clean = FoldClock::new(t0);
+        let mut dirty = clean;
+        dirty.loaded();
+        // (clock, seconds since the last fold, due?)
+        let cases = [
+            (clean, 1, false),
+            (clean, 29, false),
+            (clean, 30, true),
+            (dirty, 1, false),
+            (dirty, 2, true),
+        ];
+        for (i, (clock, after, want)) in cases.iter().enumerate() {
+            assert_eq!(clock.due(t0 + s(*after)), *want, "case {i}");
+        }
+        assert_eq!(dirty.wait(t0 + s(1)), s(1));
+        assert_eq!(clean.wait(t0), s(30));
+        // A fold that did not run (lock held elsewhere, an error) keeps the rows due.
+        let mut missed = dirty;
+        missed.folded(t0 + s(2), false);
+        assert!(missed.dirty && !missed.due(t0 + s(3)) && missed.due(t0 + s(4)));
+        let mut done = dirty;
+        done.folded(t0 + s(2), true);
+        assert!(!done.dirty && !done.due(t0 + s(4)));
+    }
 }

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub offsets_reset: IntCounter,
     pub isolations: IntCounter,
     pub waits_paused: IntCounter,
+    pub slice_rows_folded: IntCounter,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -131,6 +132,10 @@ impl Metrics {
                 "shopstream_worker_paused_waits_total",
                 "Times the consumer paused its partitions and kept polling while the warehouse was busy",
             ),
+            slice_rows_folded: counter(
+                "shopstream_worker_slice_rows_folded_total",
+                "Queued filter-slice rows this worker folded into the rollups",
+            ),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.records_consumed.clone()),
@@ -152,6 +157,7 @@ impl Metrics {
             Box::new(m.offsets_reset.clone()),
             Box::new(m.isolations.clone()),
             Box::new(m.waits_paused.clone()),
+            Box::new(m.slice_rows_folded.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

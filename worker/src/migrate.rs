@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cart_sessions",
         sql: include_str!("../migrations/0010_cart_sessions.sql"),
     },
+    Migration {
+        version: 11,
+        name: "filter_slices",
+        sql: include_str!("../migrations/0011_filter_slices.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).

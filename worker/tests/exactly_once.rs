@@ -410,6 +410,50 @@ async fn assert_rollups_match_facts(schema: &str) {
             ),
         ),
         (
+            "v_slice",
+            format!(
+                "SELECT grain, bucket, country, segment, category, device_key, sum(lines), sum(orders), sum(units),
+                        sum(gross), sum(discounts), sum(net), sum(page_views), sum(cart_adds)
+                 FROM \"{s}\".v_slice GROUP BY 1, 2, 3, 4, 5, 6"
+            ),
+            format!(
+                "WITH g(grain) AS (VALUES ('minute'), ('hour'), ('day')),
+                 s AS (SELECT g.grain, date_trunc(g.grain, f.event_time, 'UTC') AS bucket, c.country, c.segment,
+                              p.category, f.device_key, count(*) AS lines, count(DISTINCT f.order_id) AS orders,
+                              sum(f.quantity) AS units, sum(f.line_total) AS gross, sum(f.discount_amount) AS discounts,
+                              sum(f.net_amount) AS net
+                       FROM \"{s}\".fact_sales f JOIN \"{s}\".dim_customer c USING (customer_key)
+                            JOIN \"{s}\".dim_product p USING (product_key) CROSS JOIN g
+                       GROUP BY 1, 2, 3, 4, 5, 6),
+                 a AS (SELECT g.grain, date_trunc(g.grain, f.event_time, 'UTC') AS bucket, c.country, c.segment,
+                              p.category, f.device_key, count(*) FILTER (WHERE f.event_type = 'page_view') AS views,
+                              count(*) FILTER (WHERE f.event_type = 'add_to_cart') AS carts
+                       FROM \"{s}\".fact_activity f JOIN \"{s}\".dim_customer c USING (customer_key)
+                            JOIN \"{s}\".dim_product p USING (product_key) CROSS JOIN g
+                       GROUP BY 1, 2, 3, 4, 5, 6)
+                 SELECT grain, bucket, country, segment, category, device_key, coalesce(lines, 0), coalesce(orders, 0),
+                        coalesce(units, 0), coalesce(gross, 0), coalesce(discounts, 0), coalesce(net, 0),
+                        coalesce(views, 0), coalesce(carts, 0)
+                 FROM s FULL JOIN a USING (grain, bucket, country, segment, category, device_key)"
+            ),
+        ),
+        (
+            "v_order_slice",
+            format!(
+                "SELECT grain, bucket, country, segment, device_key, payment_method, sum(orders), sum(units),
+                        sum(gross), sum(discounts), sum(net)
+                 FROM \"{s}\".v_order_slice GROUP BY 1, 2, 3, 4, 5, 6"
+            ),
+            format!(
+                "SELECT g.grain, date_trunc(g.grain, f.event_time, 'UTC'), c.country, c.segment, f.device_key,
+                        f.payment_method, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total),
+                        sum(f.discount_amount), sum(f.net_amount)
+                 FROM \"{s}\".fact_sales f JOIN \"{s}\".dim_customer c USING (customer_key)
+                      CROSS JOIN (VALUES ('minute'), ('hour'), ('day')) AS g(grain)
+                 GROUP BY 1, 2, 3, 4, 5, 6"
+            ),
+        ),
+        (
         "agg_customer_month",
         format!("SELECT customer_key, month, orders, net FROM \"{s}\".agg_customer_month"),
         format!(
@@ -520,11 +564,11 @@ async fn assert_other_writers_keep_the_rollups_exact(schema: &str) {
 }
 
 /// Migrations forward from a schema that already holds facts keep every
-/// figure: the cohort rollup (migration 9) dropped as if it had never been
-/// applied, then applied again over the loaded facts, backfills them exactly
-/// and keeps up with what loads after it.
+/// figure: the cohort rollup (migration 9) and the filter slices (11),
+/// dropped as if they had never been applied, then applied again over the
+/// loaded facts, backfill them exactly and keep up with what loads after.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_cohort_migration_backfills_the_facts_loaded_before_it() {
+async fn the_rollup_migrations_backfill_the_facts_loaded_before_them() {
     let sc = Scenario::new("w_backfill", 2).await;
     let first = sc.produce(8_000, 0, &[]).await;
     {
@@ -538,26 +582,49 @@ async fn the_cohort_migration_backfills_the_facts_loaded_before_it() {
         c.batch_execute(&format!(
             "DROP TABLE {s}.agg_customer_month CASCADE;
              DROP FUNCTION {s}.rollup_customer_months() CASCADE;
-             DELETE FROM {s}.schema_migrations WHERE version = 9;"
+             DROP TABLE {s}.agg_slice, {s}.agg_order_slice, {s}.slice_queue CASCADE;
+             DROP FUNCTION {s}.slice_queue_sql, {s}.fold_slices, {s}.queue_sales_slices,
+                           {s}.queue_activity_slices, {s}.orders_filtered, {s}.revenue_by_status,
+                           {s}.order_status_reasons CASCADE;
+             DELETE FROM {s}.schema_migrations WHERE version IN (9, 11);"
         ))
         .unwrap();
         shopstream_worker::migrate::migrate(&mut c, &name).unwrap()
     })
     .await;
-    assert_eq!(reapplied, [9]);
+    assert_eq!(reapplied, [9, 11]);
     let s = sc.schema.name.clone();
-    let rows: i64 = blocking(move || {
-        pg().query_one(&format!("SELECT count(*) FROM \"{s}\".agg_customer_month"), &[])
-            .unwrap()
-            .get(0)
+    let (months, slices, queued): (i64, i64, i64) = blocking(move || {
+        let r = pg()
+            .query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM \"{s}\".agg_customer_month),
+                            (SELECT count(*) FROM \"{s}\".agg_slice), (SELECT count(*) FROM \"{s}\".slice_queue)"
+                ),
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
     })
     .await;
-    assert!(rows > 0, "the backfill found the loaded orders");
+    assert!(months > 0 && slices > 0, "the backfills found the loaded facts");
+    assert_eq!(queued, 0, "the migration folds what it backfills");
     assert_rollups_match_facts(&sc.schema.name).await;
     // The same world (seed), other shoppers' traffic (instance).
     let second = sc.produce(4_000, 0, &["--instance", "g2"]).await;
     let _w = sc.worker("w1");
     sc.wait_loaded(first.messages_total + second.messages_total).await;
+    assert_rollups_match_facts(&sc.schema.name).await;
+    // The worker folds what it queued within seconds of loading it.
+    let s = sc.schema.name.clone();
+    blocking(move || {
+        let mut c = pg();
+        wait_until(Duration::from_secs(20), || {
+            c.query_one(&format!("SELECT count(*) FROM \"{s}\".slice_queue"), &[])
+                .is_ok_and(|r| r.get::<_, i64>(0) == 0)
+        });
+    })
+    .await;
     assert_rollups_match_facts(&sc.schema.name).await;
 }
 
