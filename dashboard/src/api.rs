@@ -9,13 +9,15 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use chrono::Utc;
 use deadpool_postgres::{Object, Pool, PoolError};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shopstream_model::SchemaName;
 
-use crate::queries;
+use crate::filters::{FilterParams, Filters};
+use crate::{customers, order_lines, queries, sales};
 
 pub struct App {
     pub pool: Pool,
@@ -184,19 +186,8 @@ impl App {
 }
 
 #[derive(Deserialize)]
-struct Window {
-    window: Option<i64>,
-}
-
-#[derive(Deserialize)]
 struct Cohorts {
     months: Option<i32>,
-}
-
-#[derive(Deserialize)]
-struct Count {
-    minutes: Option<i64>,
-    hours: Option<i64>,
 }
 
 /// A bad value is a 400 naming the allowed ones (axum's Query rejection).
@@ -218,42 +209,23 @@ struct Top {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
-        .route(
-            "/assets/app.js",
-            get(|| asset("text/javascript", include_str!("../assets/app.js"))),
-        )
-        .route(
-            "/assets/style.css",
-            get(|| asset("text/css", include_str!("../assets/style.css"))),
-        )
-        .route(
-            "/assets/chart.umd.min.js",
-            get(|| {
-                asset(
-                    "text/javascript",
-                    include_str!("../assets/vendor/chart.umd.min.js"),
-                )
-            }),
-        )
-        .route(
-            "/assets/LICENSE.chart.js.md",
-            get(|| {
-                asset(
-                    "text/markdown",
-                    include_str!("../assets/vendor/LICENSE.chart.js.md"),
-                )
-            }),
-        )
+        .route("/assets/{name}", get(asset))
         .route("/api/config", get(config))
         .route("/api/summary", get(summary))
-        .route("/api/sales/minute", get(sales_minute))
-        .route("/api/sales/hour", get(sales_hour))
+        .route("/api/sales/series", get(series))
         .route("/api/products/top", get(top_products))
         .route("/api/categories", get(categories))
         .route("/api/funnel", get(funnel))
         .route("/api/customers", get(customers))
+        .route("/api/dimensions", get(dimensions))
+        .route("/api/customers/profile", get(customer_profile))
+        .route("/api/devices", get(devices))
+        .route("/api/payments", get(payments))
+        .route("/api/calendar", get(calendar))
         .route("/api/activity/hours", get(hours))
         .route("/api/orders/status", get(order_statuses))
+        .route("/api/orders/lines", get(order_lines))
+        .route("/api/orders/lines.csv", get(order_lines_csv))
         .route("/api/cohorts", get(cohorts))
         .route("/api/freshness", get(freshness))
         .with_state(app)
@@ -263,85 +235,307 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("../assets/index.html"))
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+/// Everything the page loads, compiled into the binary: nothing comes from
+/// a CDN or a tile server at run time. The third-party files are as npm
+/// ships them (see dashboard/assets/vendor/), with their licences.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.js", "text/javascript", include_str!("../assets/app.js")),
+    ("style.css", "text/css", include_str!("../assets/style.css")),
     (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "max-age=300"),
-        ],
-        body,
-    )
+        "chart.umd.min.js",
+        "text/javascript",
+        include_str!("../assets/vendor/chart.umd.min.js"),
+    ),
+    (
+        "chartjs-chart-geo.umd.min.js",
+        "text/javascript",
+        include_str!("../assets/vendor/chartjs-chart-geo.umd.min.js"),
+    ),
+    (
+        "world-countries-110m.json",
+        "application/json",
+        include_str!("../assets/vendor/world-countries-110m.json"),
+    ),
+    (
+        "LICENSE.chart.js.md",
+        "text/markdown",
+        include_str!("../assets/vendor/LICENSE.chart.js.md"),
+    ),
+    (
+        "LICENSE.chartjs-chart-geo.md",
+        "text/markdown",
+        include_str!("../assets/vendor/LICENSE.chartjs-chart-geo.md"),
+    ),
+    (
+        "LICENSE.world-atlas.md",
+        "text/markdown",
+        include_str!("../assets/vendor/LICENSE.world-atlas.md"),
+    ),
+];
+
+async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "max-age=300"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
 }
 
 async fn config(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     Json(json!({"schema": app.schema.as_str(), "refresh_seconds": app.refresh_seconds}))
 }
 
+fn filters(q: FilterParams) -> Result<Filters, ApiError> {
+    q.validate().map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        message: e.to_string(),
+    })
+}
+
 async fn summary(
     State(app): State<Arc<App>>,
-    Query(q): Query<Window>,
-) -> Result<Json<queries::Summary>, ApiError> {
-    let window = q.window.unwrap_or(60).clamp(1, 60 * 24 * 30);
+    Query(q): Query<FilterParams>,
+) -> Result<Json<sales::Summary>, ApiError> {
+    let f = filters(q)?;
     app.run("summary", async |c, s| {
-        queries::summary(c, &s, window, chrono::Utc::now()).await
+        sales::summary(c, &s, &f, Utc::now()).await
     })
     .await
 }
 
-async fn sales_minute(
+async fn series(
     State(app): State<Arc<App>>,
-    Query(q): Query<Count>,
-) -> Result<Json<Vec<queries::Point>>, ApiError> {
-    let n = q.minutes.unwrap_or(60).clamp(1, 24 * 60);
-    app.run("sales_minute", async |c, s| {
-        queries::series(c, &s, "minute", n).await
+    Query(q): Query<FilterParams>,
+) -> Result<Json<sales::Series>, ApiError> {
+    let f = filters(q)?;
+    app.run("sales_series", async |c, s| {
+        sales::series(c, &s, &f, Utc::now()).await
     })
     .await
-}
-
-async fn sales_hour(
-    State(app): State<Arc<App>>,
-    Query(q): Query<Count>,
-) -> Result<Json<Vec<queries::Point>>, ApiError> {
-    let n = q.hours.unwrap_or(48).clamp(1, 24 * 60);
-    app.run("sales_hour", async |c, s| queries::series(c, &s, "hour", n).await)
-        .await
 }
 
 async fn top_products(
     State(app): State<Arc<App>>,
-    Query(q): Query<Top>,
-) -> Result<Json<Vec<queries::ProductRow>>, ApiError> {
-    let by_units = q.by == RankBy::Units;
-    let limit = q.limit.unwrap_or(10).clamp(1, 100);
+    Query(q): Query<FilterParams>,
+    Query(top): Query<Top>,
+) -> Result<Json<Vec<sales::ProductRow>>, ApiError> {
+    let f = filters(q)?;
+    let by_units = top.by == RankBy::Units;
+    let limit = top.limit.unwrap_or(10).clamp(1, 100);
     app.run("products_top", async |c, s| {
-        queries::top_products(c, &s, by_units, limit).await
+        sales::top_products(c, &s, &f, by_units, limit, Utc::now()).await
     })
     .await
 }
 
-async fn categories(State(app): State<Arc<App>>) -> Result<Json<Vec<queries::CategoryRow>>, ApiError> {
-    app.run("categories", async |c, s| queries::categories(c, &s).await)
+async fn categories(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<Vec<sales::CategoryRow>>, ApiError> {
+    let f = filters(q)?;
+    app.run("categories", async |c, s| {
+        sales::categories(c, &s, &f, Utc::now()).await
+    })
+    .await
+}
+
+async fn funnel(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<sales::Funnel>, ApiError> {
+    let f = filters(q)?;
+    app.run("funnel", async |c, s| sales::funnel(c, &s, &f, Utc::now()).await)
         .await
 }
 
-async fn funnel(State(app): State<Arc<App>>) -> Result<Json<queries::Funnel>, ApiError> {
-    app.run("funnel", async |c, s| queries::funnel(c, &s).await).await
+#[derive(Serialize)]
+struct Customers {
+    /// `None` under dimension filters (see `sales::NewVsReturning`).
+    new_vs_returning: Option<sales::NewVsReturning>,
+    by_country_segment: Vec<sales::GeoRow>,
 }
 
-async fn customers(State(app): State<Arc<App>>) -> Result<Json<queries::Customers>, ApiError> {
-    app.run("customers", async |c, s| queries::customers(c, &s).await)
+async fn customers(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<Customers>, ApiError> {
+    let f = filters(q)?;
+    app.run("customers", async |c, s| {
+        let now = Utc::now();
+        Ok(Customers {
+            new_vs_returning: sales::new_vs_returning(c, &s, &f, now).await?,
+            by_country_segment: sales::geo(c, &s, &f, now).await?,
+        })
+    })
+    .await
+}
+
+async fn dimensions(State(app): State<Arc<App>>) -> Result<Json<sales::Dimensions>, ApiError> {
+    app.run("dimensions", async |c, s| sales::dimensions(c, &s).await)
         .await
 }
 
-async fn hours(State(app): State<Arc<App>>) -> Result<Json<Vec<queries::HourOfDay>>, ApiError> {
-    app.run("activity_hours", async |c, s| queries::hours(c, &s).await)
-        .await
+async fn customer_profile(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<customers::Profile>, ApiError> {
+    let f = filters(q)?;
+    app.run("customers_profile", async |c, s| {
+        customers::profile(c, &s, &f, Utc::now()).await
+    })
+    .await
 }
 
-async fn order_statuses(State(app): State<Arc<App>>) -> Result<Json<queries::OrderStatuses>, ApiError> {
-    app.run("orders_status", async |c, s| queries::order_statuses(c, &s).await)
-        .await
+async fn devices(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<Vec<sales::Share>>, ApiError> {
+    let f = filters(q)?;
+    app.run("devices", async |c, s| {
+        sales::devices(c, &s, &f, Utc::now()).await
+    })
+    .await
+}
+
+#[derive(Serialize)]
+struct Payments {
+    /// `None` with a category filter (see `sales::payments`).
+    methods: Option<Vec<sales::Share>>,
+}
+
+async fn payments(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<Payments>, ApiError> {
+    let f = filters(q)?;
+    app.run("payments", async |c, s| {
+        Ok(Payments {
+            methods: sales::payments(c, &s, &f, Utc::now()).await?,
+        })
+    })
+    .await
+}
+
+async fn calendar(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<sales::Calendar>, ApiError> {
+    let f = filters(q)?;
+    app.run("calendar", async |c, s| {
+        sales::calendar(c, &s, &f, Utc::now()).await
+    })
+    .await
+}
+
+async fn hours(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<sales::Hours>, ApiError> {
+    let f = filters(q)?;
+    app.run("activity_hours", async |c, s| {
+        sales::hours(c, &s, &f, Utc::now()).await
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct LinesQuery {
+    after: Option<String>,
+    search: Option<String>,
+    limit: Option<i64>,
+}
+
+impl LinesQuery {
+    fn parts(&self) -> Result<(Option<order_lines::Search>, Option<order_lines::Cursor>), ApiError> {
+        let after = match self.after.as_deref().filter(|a| !a.is_empty()) {
+            Some(a) => Some(order_lines::Cursor::decode(a).map_err(|e| ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: e.to_string(),
+            })?),
+            None => None,
+        };
+        Ok((self.search.as_deref().and_then(order_lines::Search::parse), after))
+    }
+}
+
+async fn order_lines(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+    Query(page): Query<LinesQuery>,
+) -> Result<Json<order_lines::Page>, ApiError> {
+    let f = filters(q)?;
+    let (search, after) = page.parts()?;
+    let limit = page.limit.unwrap_or(50).clamp(1, 500);
+    app.run("orders_lines", async |c, s| {
+        order_lines::lines(c, &s, &f, search.as_ref(), after, limit, Utc::now()).await
+    })
+    .await
+}
+
+/// Rows a CSV export holds at most: the newest, under the filters.
+const CSV_EXPORT_ROWS: i64 = 100_000;
+
+/// The order-line table as CSV: the newest CSV_EXPORT_ROWS lines under the
+/// filters and search (an `X-Shopstream-Truncated` header says when more
+/// matched).
+async fn order_lines_csv(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+    Query(page): Query<LinesQuery>,
+) -> Result<Response, ApiError> {
+    let f = filters(q)?;
+    let (search, _) = page.parts()?;
+    let Json(page) = app
+        .run("orders_lines_csv", async |c, s| {
+            order_lines::lines(c, &s, &f, search.as_ref(), None, CSV_EXPORT_ROWS, Utc::now()).await
+        })
+        .await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let written = out
+        .write_record(order_lines::CSV_HEADER)
+        .and_then(|()| {
+            page.lines
+                .iter()
+                .try_for_each(|l| out.write_record(l.csv_record()))
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|()| out.into_inner().map_err(|e| e.to_string()));
+    let body = written.map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("writing the CSV failed: {e}"),
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"shopstream-order-lines.csv\"",
+            ),
+            (
+                header::HeaderName::from_static("x-shopstream-truncated"),
+                if page.next.is_some() { "true" } else { "false" },
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn order_statuses(
+    State(app): State<Arc<App>>,
+    Query(q): Query<FilterParams>,
+) -> Result<Json<queries::OrderStatuses>, ApiError> {
+    let f = filters(q)?;
+    app.run("orders_status", async |c, s| {
+        queries::order_statuses(c, &s, &f, Utc::now()).await
+    })
+    .await
 }
 
 async fn cohorts(

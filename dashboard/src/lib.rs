@@ -4,7 +4,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod customers;
+pub mod filters;
+pub mod order_lines;
 pub mod queries;
+pub mod sales;
 
 pub use cli::Cli;
 

@@ -1,0 +1,394 @@
+//! The dashboard's global filters: a time range and country, segment,
+//! category and device. Every filtered panel reads the filter slices of
+//! migration 0011 (`v_slice`, `v_order_slice`); a range maps to one grain of
+//! them and a number of whole buckets up to the current one, like the
+//! summary's windows.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use shopstream_model::Device;
+use tokio_postgres::types::ToSql;
+
+/// A time range, as the page and the API spell it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Range {
+    #[serde(rename = "15m")]
+    Minutes15,
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "6h")]
+    Hours6,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Days7,
+    #[serde(rename = "30d")]
+    Days30,
+    #[default]
+    #[serde(rename = "all")]
+    All,
+}
+
+/// The slice grain a range reads and how many buckets of it (None: all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub grain: Grain,
+    pub buckets: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Grain {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grain::Minute => "minute",
+            Grain::Hour => "hour",
+            Grain::Day => "day",
+        }
+    }
+
+    fn length(self) -> TimeDelta {
+        match self {
+            Grain::Minute => TimeDelta::minutes(1),
+            Grain::Hour => TimeDelta::hours(1),
+            Grain::Day => TimeDelta::days(1),
+        }
+    }
+
+    /// The bucket after `b`.
+    pub fn next(self, b: DateTime<Utc>) -> DateTime<Utc> {
+        b + self.length()
+    }
+
+    /// The bucket holding `t` (UTC).
+    pub fn bucket(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        t.duration_trunc(self.length()).unwrap_or(t)
+    }
+}
+
+impl Range {
+    /// Ranges up to 6 h read minutes, up to a week hours, longer ones days:
+    /// at most 360 buckets per slice key, whatever the range.
+    pub fn span(self) -> Span {
+        let (grain, buckets) = match self {
+            Range::Minutes15 => (Grain::Minute, Some(15)),
+            Range::Hour => (Grain::Minute, Some(60)),
+            Range::Hours6 => (Grain::Minute, Some(360)),
+            Range::Day => (Grain::Hour, Some(24)),
+            Range::Days7 => (Grain::Hour, Some(168)),
+            Range::Days30 => (Grain::Day, Some(30)),
+            Range::All => (Grain::Day, None),
+        };
+        Span { grain, buckets }
+    }
+
+    /// `[start, end)` of the range at `now`: whole buckets up to and
+    /// including the one in progress (start None: from the beginning).
+    pub fn bounds(self, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, DateTime<Utc>) {
+        let span = self.span();
+        let end = span.grain.bucket(now) + span.grain.length();
+        let start = span.buckets.map(|n| end - span.grain.length() * (n as i32));
+        (start, end)
+    }
+
+    /// The same number of buckets just before the range (None for all time).
+    pub fn previous(self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let (start, end) = self.bounds(now);
+        start.map(|s| (s - (end - s), s))
+    }
+}
+
+/// The filter query parameters every panel accepts.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FilterParams {
+    #[serde(default)]
+    pub range: Range,
+    pub country: Option<String>,
+    pub segment: Option<String>,
+    pub category: Option<String>,
+    pub device: Option<String>,
+}
+
+/// Validated filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filters {
+    pub range: Range,
+    pub country: Option<String>,
+    pub segment: Option<String>,
+    pub category: Option<String>,
+    pub device: Option<Device>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FilterError {
+    #[error("unknown device `{0}`: expected one of {1}")]
+    Device(String, String),
+    #[error("filter `{0}` is longer than 100 characters")]
+    TooLong(&'static str),
+}
+
+impl FilterParams {
+    /// Empty values mean no filter (a cleared form field).
+    pub fn validate(self) -> Result<Filters, FilterError> {
+        let text = |name: &'static str, v: Option<String>| -> Result<Option<String>, FilterError> {
+            match v.filter(|v| !v.is_empty()) {
+                Some(v) if v.len() > 100 => Err(FilterError::TooLong(name)),
+                v => Ok(v),
+            }
+        };
+        let device = match self.device.filter(|d| !d.is_empty()) {
+            None => None,
+            Some(d) => Some(
+                Device::ALL
+                    .iter()
+                    .copied()
+                    .find(|x| x.as_str() == d)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = Device::ALL.iter().map(|x| x.as_str()).collect();
+                        FilterError::Device(d, names.join(", "))
+                    })?,
+            ),
+        };
+        Ok(Filters {
+            range: self.range,
+            country: text("country", self.country)?,
+            segment: text("segment", self.segment)?,
+            category: text("category", self.category)?,
+            device,
+        })
+    }
+}
+
+/// A SQL condition over slice rows and its parameters, numbered from `$1`.
+pub struct Condition {
+    pub sql: String,
+    pub params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Condition {
+    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+
+    /// `AND column op $n`.
+    pub fn push_value(&mut self, column: &str, op: &str, value: Box<dyn ToSql + Sync + Send>) {
+        self.params.push(value);
+        self.sql
+            .push_str(&format!(" AND {column} {op} ${}", self.params.len()));
+    }
+
+    /// `AND (a, b, ...) op ($n, $n+1, ...)`: a row comparison (keyset paging).
+    pub fn push_row(&mut self, row: &str, op: &str, values: Vec<Box<dyn ToSql + Sync + Send>>) {
+        let mut placeholders = Vec::new();
+        for v in values {
+            self.params.push(v);
+            placeholders.push(format!("${}", self.params.len()));
+        }
+        self.sql
+            .push_str(&format!(" AND {row} {op} ({})", placeholders.join(", ")));
+    }
+}
+
+impl Filters {
+    pub fn has_dimensions(&self) -> bool {
+        self.country.is_some() || self.segment.is_some() || self.category.is_some() || self.device.is_some()
+    }
+
+    /// The rows of grain `grain` in `[start, end)` (either open) that pass
+    /// the dimension filters; `category` false for `v_order_slice`, which has
+    /// none (see [`Filters::sales_view`]).
+    pub fn condition(
+        &self,
+        grain: Grain,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        category: bool,
+    ) -> Condition {
+        let mut c = Condition {
+            sql: "grain = $1".into(),
+            params: vec![Box::new(grain.as_str())],
+        };
+        if let Some(start) = start {
+            c.push_value("bucket", ">=", Box::new(start));
+        }
+        if let Some(end) = end {
+            c.push_value("bucket", "<", Box::new(end));
+        }
+        for (column, value) in [("country", &self.country), ("segment", &self.segment)] {
+            if let Some(v) = value {
+                c.push_value(column, "=", Box::new(v.clone()));
+            }
+        }
+        if category && let Some(v) = &self.category {
+            c.push_value("category", "=", Box::new(v.clone()));
+        }
+        if let Some(d) = self.device {
+            c.push_value("device_key", "=", Box::new(d.key()));
+        }
+        c
+    }
+
+    /// The same filters over a fact table aliased `f` joined to
+    /// `dim_customer c` and `dim_product p` (for the panels the slices
+    /// cannot answer: per product), numbered from `$1`.
+    pub fn fact_condition(&self, now: DateTime<Utc>) -> Condition {
+        let (start, end) = self.range.bounds(now);
+        let mut c = Condition {
+            sql: "f.event_time < $1".into(),
+            params: vec![Box::new(end)],
+        };
+        if let Some(start) = start {
+            c.push_value("f.event_time", ">=", Box::new(start));
+        }
+        for (column, value) in [
+            ("c.country", &self.country),
+            ("c.segment", &self.segment),
+            ("p.category", &self.category),
+        ] {
+            if let Some(v) = value {
+                c.push_value(column, "=", Box::new(v.clone()));
+            }
+        }
+        if let Some(d) = self.device {
+            c.push_value("f.device_key", "=", Box::new(d.key()));
+        }
+        c
+    }
+
+    /// Where sales figures come from: whole orders (`v_order_slice`), or
+    /// with a category filter the lines of that category (`v_slice`, whose
+    /// `orders` are the orders with such a line). The flag says whether the
+    /// view has a category column.
+    pub fn sales_view(&self) -> (&'static str, bool) {
+        if self.category.is_some() {
+            (shopstream_model::warehouse::V_SLICE, true)
+        } else {
+            (shopstream_model::warehouse::V_ORDER_SLICE, false)
+        }
+    }
+
+    /// The range's rows of `view` (`category`: whether it has the column).
+    pub fn in_range(&self, now: DateTime<Utc>, category: bool) -> Condition {
+        let (start, end) = self.range.bounds(now);
+        self.condition(self.range.span().grain, start, Some(end), category)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_range_reads_whole_buckets_of_one_grain_up_to_now() {
+        let now = t("2026-12-04T10:34:56Z");
+        // (range, grain, start, end)
+        let cases = [
+            (
+                Range::Minutes15,
+                Grain::Minute,
+                Some("2026-12-04T10:20:00Z"),
+                "2026-12-04T10:35:00Z",
+            ),
+            (
+                Range::Hour,
+                Grain::Minute,
+                Some("2026-12-04T09:35:00Z"),
+                "2026-12-04T10:35:00Z",
+            ),
+            (
+                Range::Hours6,
+                Grain::Minute,
+                Some("2026-12-04T04:35:00Z"),
+                "2026-12-04T10:35:00Z",
+            ),
+            (
+                Range::Day,
+                Grain::Hour,
+                Some("2026-12-03T11:00:00Z"),
+                "2026-12-04T11:00:00Z",
+            ),
+            (
+                Range::Days7,
+                Grain::Hour,
+                Some("2026-11-27T11:00:00Z"),
+                "2026-12-04T11:00:00Z",
+            ),
+            (
+                Range::Days30,
+                Grain::Day,
+                Some("2026-11-05T00:00:00Z"),
+                "2026-12-05T00:00:00Z",
+            ),
+            (Range::All, Grain::Day, None, "2026-12-05T00:00:00Z"),
+        ];
+        for (range, grain, start, end) in cases {
+            assert_eq!(range.span().grain, grain, "{range:?}");
+            assert_eq!(range.bounds(now), (start.map(t), t(end)), "{range:?}");
+        }
+        assert_eq!(
+            Range::Minutes15.previous(now),
+            Some((t("2026-12-04T10:05:00Z"), t("2026-12-04T10:20:00Z")))
+        );
+        assert_eq!(Range::All.previous(now), None);
+    }
+
+    #[test]
+    fn filters_validate_and_become_one_condition() {
+        let params = |device: &str| FilterParams {
+            range: Range::Hour,
+            country: Some("DE".into()),
+            segment: Some(String::new()),
+            category: Some("Toys".into()),
+            device: Some(device.into()),
+        };
+        let f = params("mobile").validate().unwrap();
+        assert_eq!(f.segment, None, "an empty field is no filter");
+        assert_eq!(f.device, Some(Device::Mobile));
+        assert!(f.has_dimensions() && !Filters::default().has_dimensions());
+        let c = f.condition(
+            Grain::Minute,
+            Some(t("2026-12-04T10:00:00Z")),
+            Some(t("2026-12-04T11:00:00Z")),
+            true,
+        );
+        assert_eq!(
+            c.sql,
+            "grain = $1 AND bucket >= $2 AND bucket < $3 AND country = $4 AND category = $5 AND device_key = $6"
+        );
+        assert_eq!(c.params.len(), 6);
+        let orders = f.condition(Grain::Day, None, Some(t("2026-12-05T00:00:00Z")), false);
+        assert_eq!(
+            orders.sql,
+            "grain = $1 AND bucket < $2 AND country = $3 AND device_key = $4"
+        );
+        assert_eq!(f.sales_view(), (shopstream_model::warehouse::V_SLICE, true));
+        assert_eq!(
+            Filters::default().sales_view(),
+            (shopstream_model::warehouse::V_ORDER_SLICE, false)
+        );
+        match params("fridge").validate() {
+            Err(FilterError::Device(d, names)) => {
+                assert_eq!(d, "fridge");
+                assert!(names.contains("smart_tv"), "{names}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let long = FilterParams {
+            country: Some("x".repeat(101)),
+            ..FilterParams::default()
+        };
+        assert_eq!(long.validate(), Err(FilterError::TooLong("country")));
+    }
+}
