@@ -202,15 +202,13 @@ impl Filters {
         self.country.is_some() || self.segment.is_some() || self.category.is_some() || self.device.is_some()
     }
 
-    /// The rows of grain `grain` in `[start, end)` (either open) that pass
-    /// the dimension filters; `category` false for `v_order_slice`, which has
-    /// none (see [`Filters::sales_view`]).
+    /// The `v_slice` rows (activity and category lines) of grain `grain` in
+    /// `[start, end)` (either open) that pass the dimension filters.
     pub fn condition(
         &self,
         grain: Grain,
         start: Option<DateTime<Utc>>,
         end: Option<DateTime<Utc>>,
-        category: bool,
     ) -> Condition {
         let mut c = Condition {
             sql: "grain = $1".into(),
@@ -227,7 +225,7 @@ impl Filters {
                 c.push_value(column, "=", Box::new(v.clone()));
             }
         }
-        if category && let Some(v) = &self.category {
+        if let Some(v) = &self.category {
             c.push_value("category", "=", Box::new(v.clone()));
         }
         if let Some(d) = self.device {
@@ -263,22 +261,43 @@ impl Filters {
         c
     }
 
-    /// Where sales figures come from: whole orders (`v_order_slice`), or
-    /// with a category filter the lines of that category (`v_slice`, whose
-    /// `orders` are the orders with such a line). The flag says whether the
-    /// view has a category column.
-    pub fn sales_view(&self) -> (&'static str, bool) {
-        if self.category.is_some() {
-            (shopstream_model::warehouse::V_SLICE, true)
-        } else {
-            (shopstream_model::warehouse::V_ORDER_SLICE, false)
+    /// `sales_slices(...)` (migration 0011) under these filters for grain
+    /// `grain` in `[start, end)`, as a FROM item, with its parameters `$1..$7`:
+    /// the function decides between whole orders and a category's lines.
+    pub fn sales(
+        &self,
+        schema: &shopstream_model::SchemaName,
+        grain: Grain,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Condition {
+        Condition {
+            sql: format!(
+                "{}.sales_slices($1::text, $2::timestamptz, $3::timestamptz, $4::text, $5::text, $6::text, $7::smallint)",
+                schema.quoted()
+            ),
+            params: vec![
+                Box::new(grain.as_str()),
+                Box::new(start),
+                Box::new(end),
+                Box::new(self.country.clone()),
+                Box::new(self.segment.clone()),
+                Box::new(self.category.clone()),
+                Box::new(self.device.map(|d| d.key())),
+            ],
         }
     }
 
-    /// The range's rows of `view` (`category`: whether it has the column).
-    pub fn in_range(&self, now: DateTime<Utc>, category: bool) -> Condition {
+    /// The same over the range.
+    pub fn sales_in_range(&self, schema: &shopstream_model::SchemaName, now: DateTime<Utc>) -> Condition {
         let (start, end) = self.range.bounds(now);
-        self.condition(self.range.span().grain, start, Some(end), category)
+        self.sales(schema, self.range.span().grain, start, Some(end))
+    }
+
+    /// The range's rows of `v_slice`.
+    pub fn in_range(&self, now: DateTime<Utc>) -> Condition {
+        let (start, end) = self.range.bounds(now);
+        self.condition(self.range.span().grain, start, Some(end))
     }
 }
 
@@ -361,23 +380,25 @@ mod tests {
             Grain::Minute,
             Some(t("2026-12-04T10:00:00Z")),
             Some(t("2026-12-04T11:00:00Z")),
-            true,
         );
         assert_eq!(
             c.sql,
             "grain = $1 AND bucket >= $2 AND bucket < $3 AND country = $4 AND category = $5 AND device_key = $6"
         );
         assert_eq!(c.params.len(), 6);
-        let orders = f.condition(Grain::Day, None, Some(t("2026-12-05T00:00:00Z")), false);
+        let day = f.condition(Grain::Day, None, Some(t("2026-12-05T00:00:00Z")));
         assert_eq!(
-            orders.sql,
-            "grain = $1 AND bucket < $2 AND country = $3 AND device_key = $4"
+            day.sql,
+            "grain = $1 AND bucket < $2 AND country = $3 AND category = $4 AND device_key = $5"
         );
-        assert_eq!(f.sales_view(), (shopstream_model::warehouse::V_SLICE, true));
-        assert_eq!(
-            Filters::default().sales_view(),
-            (shopstream_model::warehouse::V_ORDER_SLICE, false)
+        let schema = shopstream_model::SchemaName::parse("shop").unwrap();
+        let sales = f.sales(&schema, Grain::Hour, None, None);
+        assert!(
+            sales.sql.starts_with("\"shop\".sales_slices($1::text"),
+            "{}",
+            sales.sql
         );
+        assert_eq!(sales.params.len(), 7);
         match params("fridge").validate() {
             Err(FilterError::Device(d, names)) => {
                 assert_eq!(d, "fridge");

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shopstream_model::warehouse::{
     AGG_CART_SESSION, AGG_PRODUCT, AGG_SALES_HOUR, AGG_SALES_MINUTE, DIM_CUSTOMER, DIM_PRODUCT,
-    FACT_ACTIVITY, FACT_SALES, V_ORDER_SLICE, V_SLICE,
+    FACT_ACTIVITY, FACT_SALES, V_SLICE,
 };
 use shopstream_model::{Device, SchemaName};
 use tokio_postgres::GenericClient;
@@ -171,21 +171,15 @@ pub async fn dimensions(c: &impl GenericClient, s: &SchemaName) -> Result<Dimens
     })
 }
 
-/// Sum the sales figures of the view the filters read, over `cond`.
-async fn money_where(
-    c: &impl GenericClient,
-    s: &SchemaName,
-    view: &str,
-    cond: Condition,
-) -> Result<Money, tokio_postgres::Error> {
+/// Sum the sales figures of `sales` (a `Filters::sales` call).
+async fn money_of(c: &impl GenericClient, sales: Condition) -> Result<Money, tokio_postgres::Error> {
     let sql = format!(
         "SELECT coalesce(sum(net), 0), coalesce(sum(gross), 0), coalesce(sum(discounts), 0),
                 coalesce(sum(orders), 0)::bigint, coalesce(sum(units), 0)::bigint
-         FROM {} WHERE {}",
-        s.table(view),
-        cond.sql
+         FROM {} s",
+        sales.sql
     );
-    let r = c.query_one(&sql, &cond.params()).await?;
+    let r = c.query_one(&sql, &sales.params()).await?;
     Ok(money(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
 }
 
@@ -196,16 +190,13 @@ pub async fn summary(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Summary, tokio_postgres::Error> {
-    let (view, cat) = f.sales_view();
     let grain = f.range.span().grain;
-    let current = money_where(c, s, view, f.in_range(now, cat)).await?;
+    let current = money_of(c, f.sales_in_range(s, now)).await?;
     let previous = match f.range.previous(now) {
-        Some((start, end)) => {
-            money_where(c, s, view, f.condition(grain, Some(start), Some(end), cat)).await?
-        }
+        Some((start, end)) => money_of(c, f.sales(s, grain, Some(start), Some(end))).await?,
         None => Money::default(),
     };
-    let all_time = money_where(c, s, view, f.condition(Grain::Day, None, None, cat)).await?;
+    let all_time = money_of(c, f.sales(s, Grain::Day, None, None)).await?;
     let change_pct = Changes {
         revenue: change(to_f64(current.revenue), to_f64(previous.revenue)),
         orders: change(current.orders as f64, previous.orders as f64),
@@ -254,15 +245,13 @@ pub async fn series(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Series, tokio_postgres::Error> {
-    let (view, cat) = f.sales_view();
-    let cond = f.in_range(now, cat);
+    let sales = f.sales_in_range(s, now);
     let sql = format!(
         "SELECT bucket, sum(net), sum(orders)::bigint, sum(units)::bigint, sum(discounts)
-         FROM {} WHERE {} GROUP BY bucket ORDER BY bucket",
-        s.table(view),
-        cond.sql
+         FROM {} s GROUP BY bucket ORDER BY bucket",
+        sales.sql
     );
-    let rows = c.query(&sql, &cond.params()).await?;
+    let rows = c.query(&sql, &sales.params()).await?;
     let points = rows
         .iter()
         .map(|r| Point {
@@ -378,7 +367,7 @@ pub async fn categories(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Vec<CategoryRow>, tokio_postgres::Error> {
-    let cond = f.in_range(now, true);
+    let cond = f.in_range(now);
     let sql = format!(
         "SELECT category, sum(net), sum(units)::bigint, sum(page_views)::bigint, sum(lines)::bigint,
                 sum(orders)::bigint
@@ -407,7 +396,7 @@ pub async fn funnel(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Funnel, tokio_postgres::Error> {
-    let cond = f.in_range(now, true);
+    let cond = f.in_range(now);
     let act = c
         .query_one(
             &format!(
@@ -419,8 +408,7 @@ pub async fn funnel(
         )
         .await?;
     let (views, carts): (i64, i64) = (act.get(0), act.get(1));
-    let (view, cat) = f.sales_view();
-    let purchases = money_where(c, s, view, f.in_range(now, cat)).await?.orders;
+    let purchases = money_of(c, f.sales_in_range(s, now)).await?.orders;
     let (carting_sessions, abandoned_carts) = if f.range == Range::All && !f.has_dimensions() {
         let r = c
             .query_one(
@@ -452,23 +440,20 @@ pub async fn funnel(
     })
 }
 
-/// Orders, units and revenue grouped by `key` (an SQL expression over the
-/// sales view), largest revenue first.
+/// Orders, units and revenue of `sales` (a `Filters::sales` call) grouped
+/// by `key`, an SQL expression over its columns; largest revenue first.
 async fn shares(
     c: &impl GenericClient,
-    s: &SchemaName,
-    view: &str,
     key: &str,
-    cond: Condition,
+    sales: Condition,
 ) -> Result<Vec<Share>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT ({key})::text, coalesce(sum(orders), 0)::bigint, coalesce(sum(units), 0)::bigint,
                 coalesce(sum(net), 0)
-         FROM {} WHERE {} GROUP BY 1 ORDER BY 4 DESC, 1",
-        s.table(view),
-        cond.sql
+         FROM {} s GROUP BY 1 ORDER BY 4 DESC, 1",
+        sales.sql
     );
-    let rows = c.query(&sql, &cond.params()).await?;
+    let rows = c.query(&sql, &sales.params()).await?;
     Ok(rows
         .iter()
         .map(|r| Share {
@@ -542,15 +527,13 @@ pub async fn geo(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Vec<GeoRow>, tokio_postgres::Error> {
-    let (view, cat) = f.sales_view();
-    let cond = f.in_range(now, cat);
+    let sales = f.sales_in_range(s, now);
     let sql = format!(
         "SELECT country, segment, coalesce(sum(orders), 0)::bigint, coalesce(sum(net), 0)
-         FROM {} WHERE {} GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2",
-        s.table(view),
-        cond.sql
+         FROM {} s GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2",
+        sales.sql
     );
-    let rows = c.query(&sql, &cond.params()).await?;
+    let rows = c.query(&sql, &sales.params()).await?;
     Ok(rows
         .iter()
         .map(|r| GeoRow {
@@ -569,8 +552,7 @@ pub async fn devices(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Vec<Share>, tokio_postgres::Error> {
-    let (view, cat) = f.sales_view();
-    let found = shares(c, s, view, "device_key", f.in_range(now, cat)).await?;
+    let found = shares(c, "device_key", f.sales_in_range(s, now)).await?;
     let name = |key: &str| {
         Device::ALL
             .iter()
@@ -609,7 +591,7 @@ pub async fn payments(
     if f.category.is_some() {
         return Ok(None);
     }
-    shares(c, s, V_ORDER_SLICE, "payment_method", f.in_range(now, false))
+    shares(c, "payment_method", f.sales_in_range(s, now))
         .await
         .map(Some)
 }
@@ -632,7 +614,7 @@ pub async fn hours(
     let grain = hourly(f);
     let (start, end) = f.range.bounds(now);
     let hour = "extract(hour FROM bucket AT TIME ZONE 'UTC')::int";
-    let act_cond = f.condition(grain, start, Some(end), true);
+    let act_cond = f.condition(grain, start, Some(end));
     let act = c
         .query(
             &format!(
@@ -643,8 +625,7 @@ pub async fn hours(
             &act_cond.params(),
         )
         .await?;
-    let (view, cat) = f.sales_view();
-    let sales = shares(c, s, view, hour, f.condition(grain, start, Some(end), cat)).await?;
+    let sales = shares(c, hour, f.sales(s, grain, start, Some(end))).await?;
     let mut hours: Vec<HourOfDay> = (0..24)
         .map(|h| HourOfDay {
             hour: h,
@@ -688,11 +669,10 @@ pub async fn calendar(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Calendar, tokio_postgres::Error> {
-    let (view, cat) = f.sales_view();
     let weekday = "extract(isodow FROM bucket AT TIME ZONE 'UTC')::int";
     let day = "extract(day FROM bucket AT TIME ZONE 'UTC')::int";
-    let by_weekday = shares(c, s, view, weekday, f.in_range(now, cat)).await?;
-    let by_day = shares(c, s, view, day, f.in_range(now, cat)).await?;
+    let by_weekday = shares(c, weekday, f.sales_in_range(s, now)).await?;
+    let by_day = shares(c, day, f.sales_in_range(s, now)).await?;
     Ok(Calendar {
         weekdays: numbered(by_weekday, 1..=7),
         days_of_month: numbered(by_day, 1..=31),

@@ -14,10 +14,17 @@ use support::filled;
 
 const DASHBOARD: &str = include_str!("../../charts/shopstream/dashboards/shopstream.json");
 
-/// Grafana's expansion of the macros our panels use, for a fixed time range
-/// and a one-minute `$__interval`.
-fn expand(sql: &str, schema: &str, from: &str, to: &str) -> String {
-    let mut out = sql.replace("${schema:raw}", schema);
+/// Grafana's expansion of the macros our panels use, for a fixed time range,
+/// a one-minute `$__interval` and the filter variables' values (`__all`:
+/// the "All" choice, as the dashboard's allValue spells it).
+fn expand(sql: &str, schema: &str, from: &str, to: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = sql
+        .replace("${schema:raw}", schema)
+        .replace("$__timeFrom()", &format!("'{from}'"))
+        .replace("$__timeTo()", &format!("'{to}'"));
+    for (name, value) in vars {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
     for (name, expansion) in [
         (
             "$__timeGroupAlias(",
@@ -60,7 +67,7 @@ impl Panel {
     }
 }
 
-fn run_panels(schema: &str) -> HashMap<String, Panel> {
+fn run_panels(schema: &str, vars: &[(&str, &str)]) -> HashMap<String, Panel> {
     let dash: Value = serde_json::from_str(DASHBOARD).unwrap();
     let now = Utc::now();
     let (from, to) = (
@@ -76,7 +83,7 @@ fn run_panels(schema: &str) -> HashMap<String, Panel> {
         let title = p["title"].as_str().unwrap().to_string();
         let mut rows = Vec::new();
         for t in p["targets"].as_array().unwrap() {
-            let sql = expand(t["rawSql"].as_str().unwrap(), schema, &from, &to);
+            let sql = expand(t["rawSql"].as_str().unwrap(), schema, &from, &to, vars);
             let messages = c
                 .simple_query(&sql)
                 .unwrap_or_else(|e| panic!("panel {title:?}: {e}\n{sql}"));
@@ -111,8 +118,24 @@ fn scalar(sql: &str) -> String {
 async fn every_grafana_panel_runs_and_shows_the_facts() {
     let w = filled("dash_grafana", 6_000).await;
     let s = w.schema.name.clone();
-    let (panels, facts) = tokio::task::spawn_blocking(move || {
-        let panels = run_panels(&s);
+    let (panels, facts, by_country) = tokio::task::spawn_blocking(move || {
+        let all = [("country", "__all"), ("segment", "__all"), ("category", "__all"), ("device", "__all")];
+        let panels = run_panels(&s, &all);
+        // One country, on mobiles: the filtered panels show that slice of the facts.
+        let country = scalar(&format!(
+            "SELECT c.country FROM \"{s}\".fact_sales JOIN \"{s}\".dim_customer c USING (customer_key)
+             GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        ));
+        let filtered = run_panels(
+            &s,
+            &[("country", &country), ("segment", "__all"), ("category", "__all"), ("device", "mobile")],
+        );
+        let want = scalar(&format!(
+            "SELECT sum(f.net_amount) || ' ' || count(DISTINCT f.order_id) FROM \"{s}\".fact_sales f
+             JOIN \"{s}\".dim_customer c USING (customer_key) JOIN \"{s}\".dim_device d USING (device_key)
+             WHERE c.country = '{country}' AND d.device_type = 'mobile'"
+        ));
+        let shown = format!("{} {}", filtered["Revenue"].first("Revenue"), filtered["Orders"].first("Orders"));
         let f = |sql: &str| scalar(&sql.replace("{s}", &s));
         let facts = HashMap::from([
             ("revenue", f("SELECT sum(net_amount) FROM \"{s}\".fact_sales")),
@@ -138,7 +161,7 @@ async fn every_grafana_panel_runs_and_shows_the_facts() {
                 f("SELECT sum(net_amount) FROM \"{s}\".fact_sales GROUP BY product_key ORDER BY 1 DESC LIMIT 1"),
             ),
         ]);
-        (panels, facts)
+        (panels, facts, (shown, want))
     })
     .await
     .unwrap();
@@ -189,6 +212,15 @@ async fn every_grafana_panel_runs_and_shows_the_facts() {
         shown("Revenue by order status", "Canceled"),
         fact("canceled_revenue"),
         "canceled revenue"
+    );
+    // Devices and payment methods split the orders.
+    assert_eq!(panels["Orders by device"].sum("Orders"), fact("orders"));
+    assert_eq!(panels["Sales by payment method"].sum("Revenue"), fact("revenue"));
+    // A country on mobiles: its revenue and orders only.
+    let (shown_filtered, want_filtered) = by_country;
+    assert_eq!(
+        shown_filtered, want_filtered,
+        "Revenue and Orders under country and device filters"
     );
     // Freshness.
     assert_eq!(shown("Dead letters (last hour)", "Dead letters"), fact("dead"));

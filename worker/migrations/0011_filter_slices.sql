@@ -166,6 +166,32 @@ SELECT g.grain, date_trunc(g.grain, q.bucket, 'UTC'), country, segment, device_k
 FROM {schema}.slice_queue q CROSS JOIN (VALUES ('minute'), ('hour'), ('day')) AS g(grain)
 WHERE q.category IS NULL;
 
+-- Sales under the filters (NULL: no filter), per bucket of p_grain in
+-- [p_from, p_to): whole orders from v_order_slice, or with a category the
+-- lines of that category from v_slice (whose orders are the orders with such
+-- a line). The one place that choice is made: the dashboard's API and the
+-- Grafana panels both call this. Inlined, so each call is planned with its
+-- filters as constants.
+CREATE FUNCTION {schema}.sales_slices(p_grain text, p_from timestamptz, p_to timestamptz, p_country text,
+                                      p_segment text, p_category text, p_device smallint)
+RETURNS TABLE (bucket timestamptz, country text, segment text, device_key smallint, payment_method text,
+               orders bigint, units bigint, gross numeric, discounts numeric, net numeric)
+LANGUAGE sql STABLE AS $$
+    SELECT bucket, country, segment, device_key, payment_method, orders, units, gross, discounts, net
+    FROM {schema}.v_order_slice
+    WHERE p_category IS NULL AND grain = p_grain
+      AND (p_from IS NULL OR bucket >= p_from) AND (p_to IS NULL OR bucket < p_to)
+      AND (p_country IS NULL OR country = p_country) AND (p_segment IS NULL OR segment = p_segment)
+      AND (p_device IS NULL OR device_key = p_device)
+    UNION ALL
+    SELECT bucket, country, segment, device_key, NULL, orders, units, gross, discounts, net
+    FROM {schema}.v_slice
+    WHERE p_category IS NOT NULL AND category = p_category AND grain = p_grain
+      AND (p_from IS NULL OR bucket >= p_from) AND (p_to IS NULL OR bucket < p_to)
+      AND (p_country IS NULL OR country = p_country) AND (p_segment IS NULL OR segment = p_segment)
+      AND (p_device IS NULL OR device_key = p_device)
+$$;
+
 -- Rows of writers other than Shopstream's loader.
 CREATE FUNCTION {schema}.queue_sales_slices() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
