@@ -6,10 +6,10 @@
 # lifecycle step at once, so every status is there), then time every API
 # endpoint under each filter set REQUESTS times and print p50/p95/max.
 # Goal: p95 < 100 ms for every endpoint and filter set.
-# Usage: scripts/bench-dashboard.sh [EVENTS] [REQUESTS]
+# Usage: scripts/bench-dashboard.sh [EVENTS] [REQUESTS]   (BENCH_KEEP_SCHEMA=1 keeps the schema)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS="${1:-10000000}"
+EVENTS="${1:-10300000}"
 REQUESTS="${2:-60}"
 export PATH="$HOME/.cargo/bin:$PATH"
 source scripts/lib/bench.sh
@@ -86,4 +86,8 @@ for e in endpoints + unfiltered:
         print(f"{e:42} {f or '-':48} {p50:7.1f} {p95:7.1f} {top:7.1f}")
 print(f"worst p95: {worst[0]:.1f} ms at {worst[1]} (goal < 100 ms)")
 PY
-psql "$DB_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE"
+if [[ -n "${BENCH_KEEP_SCHEMA:-}" ]]; then
+  echo "kept schema $schema (BENCH_KEEP_SCHEMA)"
+else
+  psql "$DB_URL" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE"
+fi

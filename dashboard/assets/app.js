@@ -164,7 +164,8 @@ function renderSeries(series) {
   document.getElementById("series-grain").textContent = `per ${series.grain}`;
   update("chart-series", series.points.map(p => bucketLabel(p.bucket, series.grain)), [{
     label: "Sales", data: series.points.map(p => Number(p.revenue)),
-    borderColor: COLORS[0], backgroundColor: "rgba(79, 70, 229, .15)", fill: true, tension: .25, pointRadius: 0,
+    borderColor: COLORS[0], backgroundColor: "rgba(79, 70, 229, .15)", fill: true, tension: .25,
+    pointRadius: series.points.length < 3 ? 4 : 0,
   }]);
 }
 
@@ -224,19 +225,21 @@ function renderProducts(rows) {
   }]);
   tables.products = {
     header: ["product_id", "name", "category", "brand", "revenue", "units", "views", "view_to_purchase"],
-    rows: rows.map(p => [p.product_id, p.name, p.category, p.brand, p.revenue, p.units, p.views, p.view_to_purchase ?? ""]),
+    rows: rows.map(p => [p.product_id, p.name, p.category, p.brand, p.revenue, p.units, p.views ?? "", p.view_to_purchase ?? ""]),
   };
   document.getElementById("products").replaceChildren(...rows.map(p => {
-    const tr = cellRow([p.name, p.category, money.format(p.revenue), integer.format(p.units), integer.format(p.views),
+    const tr = cellRow([p.name, p.category, money.format(p.revenue), integer.format(p.units),
+      p.views === null ? "–" : integer.format(p.views),
       p.view_to_purchase === null ? "–" : percent.format(p.view_to_purchase)], 2);
     tr.title = `${p.product_id} · ${p.brand}`;
     return tr;
   }));
   const revenue = rows.reduce((a, p) => a + Number(p.revenue), 0);
   const units = rows.reduce((a, p) => a + p.units, 0);
-  const views = rows.reduce((a, p) => a + p.views, 0);
+  // Views are all time and unfiltered (or by category only): "–" otherwise.
+  const views = rows.some(p => p.views === null) ? "–" : integer.format(rows.reduce((a, p) => a + p.views, 0));
   document.getElementById("products-total").replaceChildren(
-    cellRow([`Total (${rows.length} products)`, "", money.format(revenue), integer.format(units), integer.format(views), ""], 2));
+    cellRow([`Total (${rows.length} products)`, "", money.format(revenue), integer.format(units), views, ""], 2));
 }
 
 function renderFunnel(f) {

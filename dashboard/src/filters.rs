@@ -103,6 +103,27 @@ impl Range {
     }
 }
 
+/// Migration 0011's functions over the filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// Sales per bucket and country, segment, device, payment method.
+    SalesSlices,
+    /// Sales per bucket.
+    SalesTotals,
+    /// Page views and cart adds per bucket.
+    ActivityTotals,
+}
+
+impl Function {
+    fn name(self) -> &'static str {
+        match self {
+            Function::SalesSlices => "sales_slices",
+            Function::SalesTotals => "sales_totals",
+            Function::ActivityTotals => "activity_totals",
+        }
+    }
+}
+
 /// The filter query parameters every panel accepts.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct FilterParams {
@@ -261,11 +282,13 @@ impl Filters {
         c
     }
 
-    /// `sales_slices(...)` (migration 0011) under these filters for grain
-    /// `grain` in `[start, end)`, as a FROM item, with its parameters `$1..$7`:
-    /// the function decides between whole orders and a category's lines.
-    pub fn sales(
+    /// A call of one of migration 0011's filter functions (`sales_slices`,
+    /// `sales_totals`, `activity_totals`) under these filters for grain
+    /// `grain` in `[start, end)`, as a FROM item with its parameters
+    /// `$1..$7`: the functions choose the table that answers.
+    pub fn call(
         &self,
+        function: Function,
         schema: &shopstream_model::SchemaName,
         grain: Grain,
         start: Option<DateTime<Utc>>,
@@ -273,8 +296,9 @@ impl Filters {
     ) -> Condition {
         Condition {
             sql: format!(
-                "{}.sales_slices($1::text, $2::timestamptz, $3::timestamptz, $4::text, $5::text, $6::text, $7::smallint)",
-                schema.quoted()
+                "{}.{}($1::text, $2::timestamptz, $3::timestamptz, $4::text, $5::text, $6::text, $7::smallint)",
+                schema.quoted(),
+                function.name()
             ),
             params: vec![
                 Box::new(grain.as_str()),
@@ -289,9 +313,14 @@ impl Filters {
     }
 
     /// The same over the range.
-    pub fn sales_in_range(&self, schema: &shopstream_model::SchemaName, now: DateTime<Utc>) -> Condition {
+    pub fn call_in_range(
+        &self,
+        function: Function,
+        schema: &shopstream_model::SchemaName,
+        now: DateTime<Utc>,
+    ) -> Condition {
         let (start, end) = self.range.bounds(now);
-        self.sales(schema, self.range.span().grain, start, Some(end))
+        self.call(function, schema, self.range.span().grain, start, Some(end))
     }
 
     /// The range's rows of `v_slice`.
@@ -392,9 +421,9 @@ mod tests {
             "grain = $1 AND bucket < $2 AND country = $3 AND category = $4 AND device_key = $5"
         );
         let schema = shopstream_model::SchemaName::parse("shop").unwrap();
-        let sales = f.sales(&schema, Grain::Hour, None, None);
+        let sales = f.call(Function::SalesTotals, &schema, Grain::Hour, None, None);
         assert!(
-            sales.sql.starts_with("\"shop\".sales_slices($1::text"),
+            sales.sql.starts_with("\"shop\".sales_totals($1::text"),
             "{}",
             sales.sql
         );

@@ -10,12 +10,13 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use shopstream_model::warehouse::{
-    AGG_CART_SESSION, AGG_PRODUCT, AGG_SALES_HOUR, AGG_SALES_MINUTE, DIM_CUSTOMER, DIM_PRODUCT,
-    FACT_ACTIVITY, FACT_SALES, V_SLICE,
+    AGG_CART_SESSION, AGG_PRODUCT, AGG_SALES_HOUR, AGG_SALES_MINUTE, DIM_CUSTOMER, DIM_PRODUCT, FACT_SALES,
+    V_SLICE,
 };
 use shopstream_model::{Device, SchemaName};
 use tokio_postgres::GenericClient;
 
+use crate::filters::Function::{ActivityTotals, SalesSlices, SalesTotals};
 use crate::filters::{Condition, Filters, Grain, Range};
 use crate::queries::{Money, change, money, ratio, to_f64};
 
@@ -63,8 +64,10 @@ pub struct ProductRow {
     pub brand: String,
     pub revenue: Decimal,
     pub units: i64,
-    pub views: i64,
-    pub cart_adds: i64,
+    /// Page views and cart adds: all time and unfiltered, or by category
+    /// only (`None` under other filters: see `top_products`).
+    pub views: Option<i64>,
+    pub cart_adds: Option<i64>,
     pub order_lines: i64,
     /// Order lines per page view.
     pub view_to_purchase: Option<f64>,
@@ -191,12 +194,12 @@ pub async fn summary(
     now: DateTime<Utc>,
 ) -> Result<Summary, tokio_postgres::Error> {
     let grain = f.range.span().grain;
-    let current = money_of(c, f.sales_in_range(s, now)).await?;
+    let current = money_of(c, f.call_in_range(SalesTotals, s, now)).await?;
     let previous = match f.range.previous(now) {
-        Some((start, end)) => money_of(c, f.sales(s, grain, Some(start), Some(end))).await?,
+        Some((start, end)) => money_of(c, f.call(SalesTotals, s, grain, Some(start), Some(end))).await?,
         None => Money::default(),
     };
-    let all_time = money_of(c, f.sales(s, Grain::Day, None, None)).await?;
+    let all_time = money_of(c, f.call(SalesTotals, s, Grain::Day, None, None)).await?;
     let change_pct = Changes {
         revenue: change(to_f64(current.revenue), to_f64(previous.revenue)),
         orders: change(current.orders as f64, previous.orders as f64),
@@ -245,7 +248,7 @@ pub async fn series(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Series, tokio_postgres::Error> {
-    let sales = f.sales_in_range(s, now);
+    let sales = f.call_in_range(SalesTotals, s, now);
     let sql = format!(
         "SELECT bucket, sum(net), sum(orders)::bigint, sum(units)::bigint, sum(discounts)
          FROM {} s GROUP BY bucket ORDER BY bucket",
@@ -271,7 +274,7 @@ pub async fn series(
 }
 
 /// Best sellers by revenue or by units: from `agg_product` when only a
-/// category narrows them, otherwise from the facts in the range.
+/// category narrows them, otherwise from the order lines in the range.
 pub async fn top_products(
     c: &impl GenericClient,
     s: &SchemaName,
@@ -311,31 +314,23 @@ pub async fn top_products(
         );
         (sql, cond)
     } else {
+        // Order lines are a few percent of the facts, and the range's come
+        // from the event_time index; page views would be the other 95%, so
+        // under these filters a product's views are not given (None).
         let cond = f.fact_condition(now);
-        let customer = s.table(DIM_CUSTOMER);
         let sql = format!(
-            "WITH sales AS (
+            "WITH a AS (
                  SELECT f.product_key, sum(f.net_amount) AS net, sum(f.quantity)::bigint AS units,
-                        count(*) AS order_lines
+                        NULL::bigint AS views, NULL::bigint AS cart_adds, count(*) AS order_lines
                  FROM {sales} f JOIN {customer} c USING (customer_key) JOIN {product} p USING (product_key)
                  WHERE {where_} GROUP BY 1
-             ), act AS (
-                 SELECT f.product_key, count(*) FILTER (WHERE f.event_type = 'page_view') AS views,
-                        count(*) FILTER (WHERE f.event_type = 'add_to_cart') AS cart_adds
-                 FROM {activity} f JOIN {customer} c USING (customer_key) JOIN {product} p USING (product_key)
-                 WHERE {where_} GROUP BY 1
-             ), a AS (
-                 SELECT product_key, coalesce(sales.net, 0) AS net, coalesce(sales.units, 0) AS units,
-                        coalesce(act.views, 0) AS views, coalesce(act.cart_adds, 0) AS cart_adds,
-                        coalesce(sales.order_lines, 0) AS order_lines
-                 FROM sales FULL JOIN act USING (product_key)
              )
              SELECT p.product_id, p.name, p.category, p.brand, a.net, a.units, a.views, a.cart_adds, a.order_lines
              FROM a JOIN {product} p USING (product_key)
              ORDER BY {order}, p.product_id
              LIMIT {limit}",
             sales = s.table(FACT_SALES),
-            activity = s.table(FACT_ACTIVITY),
+            customer = s.table(DIM_CUSTOMER),
             where_ = cond.sql,
         );
         (sql, cond)
@@ -344,7 +339,7 @@ pub async fn top_products(
     Ok(rows
         .iter()
         .map(|r| {
-            let (views, order_lines): (i64, i64) = (r.get(6), r.get(8));
+            let (views, order_lines): (Option<i64>, i64) = (r.get(6), r.get(8));
             ProductRow {
                 product_id: r.get(0),
                 name: r.get(1),
@@ -355,7 +350,7 @@ pub async fn top_products(
                 views,
                 cart_adds: r.get(7),
                 order_lines,
-                view_to_purchase: ratio(order_lines, views),
+                view_to_purchase: views.and_then(|v| ratio(order_lines, v)),
             }
         })
         .collect())
@@ -396,19 +391,18 @@ pub async fn funnel(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Funnel, tokio_postgres::Error> {
-    let cond = f.in_range(now);
+    let activity = f.call_in_range(ActivityTotals, s, now);
     let act = c
         .query_one(
             &format!(
-                "SELECT coalesce(sum(page_views), 0)::bigint, coalesce(sum(cart_adds), 0)::bigint FROM {} WHERE {}",
-                s.table(V_SLICE),
-                cond.sql
+                "SELECT coalesce(sum(page_views), 0)::bigint, coalesce(sum(cart_adds), 0)::bigint FROM {} a",
+                activity.sql
             ),
-            &cond.params(),
+            &activity.params(),
         )
         .await?;
     let (views, carts): (i64, i64) = (act.get(0), act.get(1));
-    let purchases = money_of(c, f.sales_in_range(s, now)).await?.orders;
+    let purchases = money_of(c, f.call_in_range(SalesTotals, s, now)).await?.orders;
     let (carting_sessions, abandoned_carts) = if f.range == Range::All && !f.has_dimensions() {
         let r = c
             .query_one(
@@ -527,7 +521,7 @@ pub async fn geo(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Vec<GeoRow>, tokio_postgres::Error> {
-    let sales = f.sales_in_range(s, now);
+    let sales = f.call_in_range(SalesSlices, s, now);
     let sql = format!(
         "SELECT country, segment, coalesce(sum(orders), 0)::bigint, coalesce(sum(net), 0)
          FROM {} s GROUP BY 1, 2 ORDER BY 4 DESC, 1, 2",
@@ -552,7 +546,7 @@ pub async fn devices(
     f: &Filters,
     now: DateTime<Utc>,
 ) -> Result<Vec<Share>, tokio_postgres::Error> {
-    let found = shares(c, "device_key", f.sales_in_range(s, now)).await?;
+    let found = shares(c, "device_key", f.call_in_range(SalesSlices, s, now)).await?;
     let name = |key: &str| {
         Device::ALL
             .iter()
@@ -591,7 +585,7 @@ pub async fn payments(
     if f.category.is_some() {
         return Ok(None);
     }
-    shares(c, "payment_method", f.sales_in_range(s, now))
+    shares(c, "payment_method", f.call_in_range(SalesSlices, s, now))
         .await
         .map(Some)
 }
@@ -614,18 +608,17 @@ pub async fn hours(
     let grain = hourly(f);
     let (start, end) = f.range.bounds(now);
     let hour = "extract(hour FROM bucket AT TIME ZONE 'UTC')::int";
-    let act_cond = f.condition(grain, start, Some(end));
+    let activity = f.call(ActivityTotals, s, grain, start, Some(end));
     let act = c
         .query(
             &format!(
-                "SELECT {hour}, sum(page_views)::bigint, sum(cart_adds)::bigint FROM {} WHERE {} GROUP BY 1",
-                s.table(V_SLICE),
-                act_cond.sql
+                "SELECT {hour}, sum(page_views)::bigint, sum(cart_adds)::bigint FROM {} a GROUP BY 1",
+                activity.sql
             ),
-            &act_cond.params(),
+            &activity.params(),
         )
         .await?;
-    let sales = shares(c, hour, f.sales(s, grain, start, Some(end))).await?;
+    let sales = shares(c, hour, f.call(SalesTotals, s, grain, start, Some(end))).await?;
     let mut hours: Vec<HourOfDay> = (0..24)
         .map(|h| HourOfDay {
             hour: h,
@@ -671,8 +664,8 @@ pub async fn calendar(
 ) -> Result<Calendar, tokio_postgres::Error> {
     let weekday = "extract(isodow FROM bucket AT TIME ZONE 'UTC')::int";
     let day = "extract(day FROM bucket AT TIME ZONE 'UTC')::int";
-    let by_weekday = shares(c, weekday, f.sales_in_range(s, now)).await?;
-    let by_day = shares(c, day, f.sales_in_range(s, now)).await?;
+    let by_weekday = shares(c, weekday, f.call_in_range(SalesTotals, s, now)).await?;
+    let by_day = shares(c, day, f.call_in_range(SalesTotals, s, now)).await?;
     Ok(Calendar {
         weekdays: numbered(by_weekday, 1..=7),
         days_of_month: numbered(by_day, 1..=31),

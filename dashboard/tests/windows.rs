@@ -45,6 +45,16 @@ async fn current_and_previous_ranges_take_exactly_their_buckets() {
                     )
                     .expect("insert a slice row");
                 }
+                // Unfiltered figures come from the per-bucket rollup: both countries.
+                c.execute(
+                    &format!(
+                        "INSERT INTO {} (bucket, orders, units, gross, discounts, net, new_orders, new_net)
+                         VALUES ($1, $2, $3, $4, 0, $4, 0, 0)",
+                        name.table(shopstream_model::warehouse::AGG_SALES_MINUTE)
+                    ),
+                    &[&bucket, &(orders * 11), &(units * 11), &(net * Decimal::from(11))],
+                )
+                .expect("insert a rollup row");
             }
             c.batch_execute(&format!(
                 "INSERT INTO {t} SELECT 'day', date_trunc('day', bucket, 'UTC'), country, segment, device_key,
@@ -53,6 +63,14 @@ async fn current_and_previous_ranges_take_exactly_their_buckets() {
                 t = name.table(shopstream_model::warehouse::AGG_ORDER_SLICE),
             ))
             .expect("daily slice rows");
+            c.batch_execute(&format!(
+                "INSERT INTO {} SELECT date_trunc('hour', bucket, 'UTC'), sum(orders), sum(units), sum(gross),
+                        sum(discounts), sum(net), sum(new_orders), sum(new_net)
+                 FROM {} GROUP BY 1",
+                name.table(shopstream_model::warehouse::AGG_SALES_HOUR),
+                name.table(shopstream_model::warehouse::AGG_SALES_MINUTE)
+            ))
+            .expect("hourly rollup rows");
         })
         .await
         .unwrap();
@@ -78,7 +96,7 @@ async fn current_and_previous_ranges_take_exactly_their_buckets() {
     assert_eq!(s.change_pct.revenue, Some(-97.5));
     assert_eq!(s.change_pct.orders, Some(-97.5));
 
-    // Both countries: eleven times the figures.
+    // No filter (the per-bucket rollups): both countries, eleven times the figures.
     let both = Filters {
         range: Range::Hour,
         ..Filters::default()

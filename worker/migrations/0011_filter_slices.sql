@@ -192,6 +192,49 @@ LANGUAGE sql STABLE AS $$
       AND (p_device IS NULL OR device_key = p_device)
 $$;
 
+-- Sales and activity per bucket under the filters. Without dimension
+-- filters the per-bucket rollups of migration 0003 answer (one row per
+-- bucket; days from hours), else the slices: the smallest table that holds
+-- the answer, chosen here once for the API and Grafana.
+CREATE FUNCTION {schema}.sales_totals(p_grain text, p_from timestamptz, p_to timestamptz, p_country text,
+                                      p_segment text, p_category text, p_device smallint)
+RETURNS TABLE (bucket timestamptz, orders bigint, units bigint, gross numeric, discounts numeric, net numeric)
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_grain = 'day' THEN date_trunc('day', a.bucket, 'UTC') ELSE a.bucket END,
+           sum(a.orders)::bigint, sum(a.units)::bigint, sum(a.gross), sum(a.discounts), sum(a.net)
+    FROM (SELECT * FROM {schema}.agg_sales_minute WHERE p_grain = 'minute'
+          UNION ALL SELECT * FROM {schema}.agg_sales_hour WHERE p_grain IN ('hour', 'day')) a
+    WHERE num_nulls(p_country, p_segment, p_category, p_device) = 4
+      AND (p_from IS NULL OR a.bucket >= p_from) AND (p_to IS NULL OR a.bucket < p_to)
+    GROUP BY 1
+    UNION ALL
+    SELECT s.bucket, sum(s.orders)::bigint, sum(s.units)::bigint, sum(s.gross), sum(s.discounts), sum(s.net)
+    FROM {schema}.sales_slices(p_grain, p_from, p_to, p_country, p_segment, p_category, p_device) s
+    WHERE num_nulls(p_country, p_segment, p_category, p_device) < 4
+    GROUP BY 1
+$$;
+
+CREATE FUNCTION {schema}.activity_totals(p_grain text, p_from timestamptz, p_to timestamptz, p_country text,
+                                         p_segment text, p_category text, p_device smallint)
+RETURNS TABLE (bucket timestamptz, page_views bigint, cart_adds bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_grain = 'day' THEN date_trunc('day', a.bucket, 'UTC') ELSE a.bucket END,
+           sum(a.page_views)::bigint, sum(a.cart_adds)::bigint
+    FROM (SELECT * FROM {schema}.agg_activity_minute WHERE p_grain = 'minute'
+          UNION ALL SELECT * FROM {schema}.agg_activity_hour WHERE p_grain IN ('hour', 'day')) a
+    WHERE num_nulls(p_country, p_segment, p_category, p_device) = 4
+      AND (p_from IS NULL OR a.bucket >= p_from) AND (p_to IS NULL OR a.bucket < p_to)
+    GROUP BY 1
+    UNION ALL
+    SELECT v.bucket, sum(v.page_views)::bigint, sum(v.cart_adds)::bigint
+    FROM {schema}.v_slice v
+    WHERE num_nulls(p_country, p_segment, p_category, p_device) < 4 AND v.grain = p_grain
+      AND (p_from IS NULL OR v.bucket >= p_from) AND (p_to IS NULL OR v.bucket < p_to)
+      AND (p_country IS NULL OR v.country = p_country) AND (p_segment IS NULL OR v.segment = p_segment)
+      AND (p_category IS NULL OR v.category = p_category) AND (p_device IS NULL OR v.device_key = p_device)
+    GROUP BY 1
+$$;
+
 -- Rows of writers other than Shopstream's loader.
 CREATE FUNCTION {schema}.queue_sales_slices() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
