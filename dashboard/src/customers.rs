@@ -67,10 +67,14 @@ fn buyers(s: &SchemaName, f: &Filters, now: DateTime<Utc>) -> (String, Condition
         "SELECT DISTINCT f.customer_key, date_trunc('month', f.event_time, 'UTC')::date AS month,
                 coalesce(c.gender, 'unknown') AS gender,
                 extract(year FROM age(date_trunc('month', f.event_time, 'UTC')::date, c.birth_date))::int AS a
-         FROM {sales} f JOIN {customer} c USING (customer_key) JOIN {product} p USING (product_key)
+         FROM {sales} f JOIN {customer} c USING (customer_key){product}
          WHERE {where_}",
         sales = s.table(FACT_SALES),
-        product = s.table(DIM_PRODUCT),
+        product = if f.category.is_some() {
+            format!(" JOIN {} p USING (product_key)", s.table(DIM_PRODUCT))
+        } else {
+            String::new()
+        },
         where_ = cond.sql
     );
     (sql, cond)
@@ -84,14 +88,14 @@ async fn weekdays(
     now: DateTime<Utc>,
 ) -> Result<Vec<Count>, tokio_postgres::Error> {
     let cond = f.fact_condition(now);
+    // Distinct (weekday, customer) pairs first: one hash aggregate, then a count.
     let sql = format!(
-        "SELECT d, count(DISTINCT f.customer_key)
-         FROM {sales} f JOIN {customer} c USING (customer_key) JOIN {product} p USING (product_key)
-              CROSS JOIN LATERAL (SELECT extract(isodow FROM f.event_time AT TIME ZONE 'UTC')::int AS d) w
-         WHERE {where_} GROUP BY d",
+        "SELECT d, count(*)
+         FROM (SELECT DISTINCT extract(isodow FROM f.event_time AT TIME ZONE 'UTC')::int AS d, f.customer_key
+               FROM {sales} f{joins} WHERE {where_}) x
+         GROUP BY d",
         sales = s.table(FACT_SALES),
-        customer = s.table(DIM_CUSTOMER),
-        product = s.table(DIM_PRODUCT),
+        joins = f.fact_joins(s),
         where_ = cond.sql
     );
     let rows = c.query(&sql, &cond.params()).await?;

@@ -282,6 +282,25 @@ impl Filters {
         c
     }
 
+    /// The joins `fact_condition` needs on a fact table aliased `f`:
+    /// `dim_customer c` for a country or segment, `dim_product p` for a category.
+    pub fn fact_joins(&self, schema: &shopstream_model::SchemaName) -> String {
+        let mut joins = String::new();
+        if self.country.is_some() || self.segment.is_some() {
+            joins.push_str(&format!(
+                " JOIN {} c USING (customer_key)",
+                schema.table(shopstream_model::warehouse::DIM_CUSTOMER)
+            ));
+        }
+        if self.category.is_some() {
+            joins.push_str(&format!(
+                " JOIN {} p USING (product_key)",
+                schema.table(shopstream_model::warehouse::DIM_PRODUCT)
+            ));
+        }
+        joins
+    }
+
     /// A call of one of migration 0011's filter functions (`sales_slices`,
     /// `sales_totals`, `activity_totals`) under these filters for grain
     /// `grain` in `[start, end)`, as a FROM item with its parameters

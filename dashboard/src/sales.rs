@@ -322,7 +322,7 @@ pub async fn top_products(
             "WITH a AS (
                  SELECT f.product_key, sum(f.net_amount) AS net, sum(f.quantity)::bigint AS units,
                         NULL::bigint AS views, NULL::bigint AS cart_adds, count(*) AS order_lines
-                 FROM {sales} f JOIN {customer} c USING (customer_key) JOIN {product} p USING (product_key)
+                 FROM {sales} f{joins}
                  WHERE {where_} GROUP BY 1
              )
              SELECT p.product_id, p.name, p.category, p.brand, a.net, a.units, a.views, a.cart_adds, a.order_lines
@@ -330,7 +330,7 @@ pub async fn top_products(
              ORDER BY {order}, p.product_id
              LIMIT {limit}",
             sales = s.table(FACT_SALES),
-            customer = s.table(DIM_CUSTOMER),
+            joins = f.fact_joins(s),
             where_ = cond.sql,
         );
         (sql, cond)

@@ -306,13 +306,15 @@ fn browse(base: &str, country: &str, net: &str) {
         );
         serde_json::from_str(text.as_str().unwrap()).unwrap()
     };
-    let want: Vec<Value> = first_page["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["order_id"].clone())
-        .collect();
-    assert_eq!(ids(&tab), Value::Array(want));
+    let order_ids = |page: &Value| -> Value {
+        page["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["order_id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&tab), order_ids(&first_page));
     // Below the fold: a DOM click (the protocol's mouse click waits for the
     // element to scroll into a viewport it never reaches here).
     eval(&tab, "document.getElementById('lines-older').click()");
@@ -327,13 +329,7 @@ fn browse(base: &str, country: &str, net: &str) {
         base,
         &format!("/api/orders/lines?limit=25&range=all&after={next}"),
     );
-    let want: Vec<Value> = second["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["order_id"].clone())
-        .collect();
-    assert_eq!(ids(&tab), Value::Array(want), "page 2 is the API's next page");
+    assert_eq!(ids(&tab), order_ids(&second), "page 2 is the API's next page");
     // The export link carries the filters; the server's CSV holds every line.
     let href = eval(&tab, "document.getElementById('lines-csv').getAttribute('href')");
     let href = href.as_str().unwrap();

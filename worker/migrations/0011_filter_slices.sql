@@ -43,7 +43,12 @@ CREATE TABLE {schema}.agg_slice (
     page_views  bigint NOT NULL,
     cart_adds   bigint NOT NULL,
     PRIMARY KEY (grain, bucket, country, segment, category, device_key)
-);
+) PARTITION BY LIST (grain);
+-- One partition per grain: a range read scans only its grain's rows, which
+-- lie together instead of among the (far more numerous) minute rows.
+CREATE TABLE {schema}.agg_slice_minute PARTITION OF {schema}.agg_slice FOR VALUES IN ('minute');
+CREATE TABLE {schema}.agg_slice_hour PARTITION OF {schema}.agg_slice FOR VALUES IN ('hour');
+CREATE TABLE {schema}.agg_slice_day PARTITION OF {schema}.agg_slice FOR VALUES IN ('day');
 
 CREATE TABLE {schema}.agg_order_slice (
     grain       text NOT NULL CHECK (grain IN ('minute', 'hour', 'day')),
@@ -235,20 +240,15 @@ LANGUAGE sql STABLE AS $$
     GROUP BY 1
 $$;
 
--- Rows of writers other than Shopstream's loader.
-CREATE FUNCTION {schema}.queue_sales_slices() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Rows of writers other than Shopstream's loader (which queues its own).
+CREATE FUNCTION {schema}.queue_slices() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('shopstream.loader_slices', true) IS DISTINCT FROM 'on' THEN
-        EXECUTE {schema}.slice_queue_sql('inserted', '(SELECT * FROM {schema}.fact_activity WHERE false)');
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION {schema}.queue_activity_slices() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('shopstream.loader_slices', true) IS DISTINCT FROM 'on' THEN
-        EXECUTE {schema}.slice_queue_sql('(SELECT * FROM {schema}.fact_sales WHERE false)', 'inserted');
+        IF TG_TABLE_NAME = 'fact_sales' THEN
+            EXECUTE {schema}.slice_queue_sql('inserted', '(SELECT * FROM {schema}.fact_activity WHERE false)');
+        ELSE
+            EXECUTE {schema}.slice_queue_sql('(SELECT * FROM {schema}.fact_sales WHERE false)', 'inserted');
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -263,10 +263,10 @@ $$;
 SELECT {schema}.fold_slices();
 
 CREATE TRIGGER queue_slices AFTER INSERT ON {schema}.fact_sales
-    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION {schema}.queue_sales_slices();
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION {schema}.queue_slices();
 
 CREATE TRIGGER queue_slices AFTER INSERT ON {schema}.fact_activity
-    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION {schema}.queue_activity_slices();
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION {schema}.queue_slices();
 
 -- The dashboard's order-line table pages newest first by (event_time,
 -- order_id, line_number): this index serves it at any depth, and every range
@@ -284,17 +284,21 @@ DROP INDEX {schema}.fact_sales_event_time_idx;
 CREATE FUNCTION {schema}.orders_filtered(p_from timestamptz, p_to timestamptz, p_country text, p_segment text,
                                          p_category text, p_device smallint)
 RETURNS SETOF {schema}.fact_order LANGUAGE sql STABLE AS $$
-    SELECT o.* FROM {schema}.fact_order o
-    WHERE (p_from IS NULL OR o.placed_at >= p_from) AND (p_to IS NULL OR o.placed_at < p_to)
+    -- Two branches, one pruned by its constant p_category test: each plans
+    -- as plain joins (an EXISTS under OR would not).
+    SELECT o.* FROM {schema}.fact_order o JOIN {schema}.dim_customer c USING (customer_key)
+    WHERE p_category IS NULL
+      AND (p_from IS NULL OR o.placed_at >= p_from) AND (p_to IS NULL OR o.placed_at < p_to)
       AND (p_device IS NULL OR o.device_key = p_device)
-      AND ((p_country IS NULL AND p_segment IS NULL)
-           OR EXISTS (SELECT 1 FROM {schema}.dim_customer c
-                      WHERE c.customer_key = o.customer_key
-                        AND (p_country IS NULL OR c.country = p_country)
-                        AND (p_segment IS NULL OR c.segment = p_segment)))
-      AND (p_category IS NULL
-           OR EXISTS (SELECT 1 FROM {schema}.fact_sales s JOIN {schema}.dim_product p USING (product_key)
-                      WHERE s.order_id = o.order_id AND p.category = p_category))
+      AND (p_country IS NULL OR c.country = p_country) AND (p_segment IS NULL OR c.segment = p_segment)
+    UNION ALL
+    SELECT o.* FROM {schema}.fact_order o JOIN {schema}.dim_customer c USING (customer_key)
+         JOIN (SELECT DISTINCT s.order_id FROM {schema}.fact_sales s JOIN {schema}.dim_product p USING (product_key)
+               WHERE p.category = p_category) x USING (order_id)
+    WHERE p_category IS NOT NULL
+      AND (p_from IS NULL OR o.placed_at >= p_from) AND (p_to IS NULL OR o.placed_at < p_to)
+      AND (p_device IS NULL OR o.device_key = p_device)
+      AND (p_country IS NULL OR c.country = p_country) AND (p_segment IS NULL OR c.segment = p_segment)
 $$;
 
 CREATE FUNCTION {schema}.revenue_by_status(p_from timestamptz, p_to timestamptz, p_country text, p_segment text,

@@ -583,9 +583,11 @@ async fn the_rollup_migrations_backfill_the_facts_loaded_before_them() {
             "DROP TABLE {s}.agg_customer_month CASCADE;
              DROP FUNCTION {s}.rollup_customer_months() CASCADE;
              DROP TABLE {s}.agg_slice, {s}.agg_order_slice, {s}.slice_queue CASCADE;
-             DROP FUNCTION {s}.slice_queue_sql, {s}.fold_slices, {s}.queue_sales_slices,
-                           {s}.queue_activity_slices, {s}.orders_filtered, {s}.revenue_by_status,
-                           {s}.order_status_reasons CASCADE;
+             DROP FUNCTION {s}.slice_queue_sql, {s}.fold_slices, {s}.queue_slices, {s}.sales_slices,
+                           {s}.sales_totals, {s}.activity_totals, {s}.orders_filtered,
+                           {s}.revenue_by_status, {s}.order_status_reasons CASCADE;
+             DROP INDEX {s}.fact_sales_event_time_order_idx;
+             CREATE INDEX fact_sales_event_time_idx ON {s}.fact_sales (event_time);
              DELETE FROM {s}.schema_migrations WHERE version IN (9, 11);"
         ))
         .unwrap();
