@@ -284,10 +284,16 @@ DROP INDEX {schema}.fact_sales_event_time_idx;
 CREATE FUNCTION {schema}.orders_filtered(p_from timestamptz, p_to timestamptz, p_country text, p_segment text,
                                          p_category text, p_device smallint)
 RETURNS SETOF {schema}.fact_order LANGUAGE sql STABLE AS $$
-    -- Two branches, one pruned by its constant p_category test: each plans
-    -- as plain joins (an EXISTS under OR would not).
+    -- Three branches, all but one pruned by their constant tests: each plans
+    -- as plain joins (an EXISTS under OR would not), and joins only what its
+    -- filters need.
+    SELECT o.* FROM {schema}.fact_order o
+    WHERE p_category IS NULL AND p_country IS NULL AND p_segment IS NULL
+      AND (p_from IS NULL OR o.placed_at >= p_from) AND (p_to IS NULL OR o.placed_at < p_to)
+      AND (p_device IS NULL OR o.device_key = p_device)
+    UNION ALL
     SELECT o.* FROM {schema}.fact_order o JOIN {schema}.dim_customer c USING (customer_key)
-    WHERE p_category IS NULL
+    WHERE p_category IS NULL AND (p_country IS NOT NULL OR p_segment IS NOT NULL)
       AND (p_from IS NULL OR o.placed_at >= p_from) AND (p_to IS NULL OR o.placed_at < p_to)
       AND (p_device IS NULL OR o.device_key = p_device)
       AND (p_country IS NULL OR c.country = p_country) AND (p_segment IS NULL OR c.segment = p_segment)
