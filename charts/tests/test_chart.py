@@ -252,9 +252,10 @@ DASHBOARD = CHART / "dashboards" / "shopstream.json"
 
 
 def warehouse_tables():
-    """Tables and views the worker's migrations create."""
+    """Tables, views and the functions panels read from (migration 0011's
+    filter functions) that the worker's migrations create."""
     sql = "".join(p.read_text() for p in sorted((ROOT / "worker" / "migrations").glob("*.sql")))
-    return set(re.findall(r"CREATE (?:OR REPLACE )?(?:TABLE|VIEW) \{schema\}\.(\w+)", sql))
+    return set(re.findall(r"CREATE (?:OR REPLACE )?(?:TABLE|VIEW|FUNCTION) \{schema\}\.(\w+)", sql))
 
 
 def test_the_grafana_dashboard_ships_as_a_sidecar_config_map():
