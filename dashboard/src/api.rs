@@ -65,6 +65,15 @@ pub struct ApiError {
     message: String,
 }
 
+impl ApiError {
+    fn bad_request(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.message }))).into_response()
@@ -292,10 +301,7 @@ async fn config(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 }
 
 fn filters(q: FilterParams) -> Result<Filters, ApiError> {
-    q.validate().map_err(|e| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        message: e.to_string(),
-    })
+    q.validate().map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 async fn summary(
@@ -454,10 +460,9 @@ struct LinesQuery {
 impl LinesQuery {
     fn parts(&self) -> Result<(Option<order_lines::Search>, Option<order_lines::Cursor>), ApiError> {
         let after = match self.after.as_deref().filter(|a| !a.is_empty()) {
-            Some(a) => Some(order_lines::Cursor::decode(a).map_err(|e| ApiError {
-                status: StatusCode::BAD_REQUEST,
-                message: e.to_string(),
-            })?),
+            Some(a) => {
+                Some(order_lines::Cursor::decode(a).map_err(|e| ApiError::bad_request(e.to_string()))?)
+            }
             None => None,
         };
         Ok((self.search.as_deref().and_then(order_lines::Search::parse), after))

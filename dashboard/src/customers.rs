@@ -44,15 +44,9 @@ pub struct Profile {
 fn buyers(s: &SchemaName, f: &Filters, now: DateTime<Utc>) -> (String, Condition) {
     let customer = s.table(DIM_CUSTOMER);
     if f.range == Range::All && f.category.is_none() && f.device.is_none() {
-        let mut cond = Condition {
-            sql: "true".into(),
-            params: Vec::new(),
-        };
-        for (column, value) in [("c.country", &f.country), ("c.segment", &f.segment)] {
-            if let Some(v) = value {
-                cond.push_value(column, "=", Box::new(v.clone()));
-            }
-        }
+        // Only country and segment can be set here: both on the customer.
+        let mut cond = Condition::always();
+        f.push_dimensions(&mut cond, "c.", "", "");
         let sql = format!(
             "SELECT m.customer_key, m.month, coalesce(c.gender, 'unknown') AS gender,
                     extract(year FROM age(m.month, c.birth_date))::int AS a

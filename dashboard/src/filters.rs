@@ -185,13 +185,22 @@ impl FilterParams {
     }
 }
 
-/// A SQL condition over slice rows and its parameters, numbered from `$1`.
+/// A fragment of SQL (a condition, or a FROM item such as a filter
+/// function's call) and its parameters, numbered from `$1`.
 pub struct Condition {
     pub sql: String,
     pub params: Vec<Box<dyn ToSql + Sync + Send>>,
 }
 
 impl Condition {
+    /// `true`, for conditions built up with `push_value`.
+    pub fn always() -> Self {
+        Self {
+            sql: "true".into(),
+            params: Vec::new(),
+        }
+    }
+
     pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params
             .iter()
@@ -241,17 +250,7 @@ impl Filters {
         if let Some(end) = end {
             c.push_value("bucket", "<", Box::new(end));
         }
-        for (column, value) in [("country", &self.country), ("segment", &self.segment)] {
-            if let Some(v) = value {
-                c.push_value(column, "=", Box::new(v.clone()));
-            }
-        }
-        if let Some(v) = &self.category {
-            c.push_value("category", "=", Box::new(v.clone()));
-        }
-        if let Some(d) = self.device {
-            c.push_value("device_key", "=", Box::new(d.key()));
-        }
+        self.push_dimensions(&mut c, "", "", "");
         c
     }
 
@@ -267,19 +266,26 @@ impl Filters {
         if let Some(start) = start {
             c.push_value("f.event_time", ">=", Box::new(start));
         }
+        self.push_dimensions(&mut c, "c.", "p.", "f.");
+        c
+    }
+
+    /// `AND` each dimension filter that is set, its columns prefixed by
+    /// the alias of the customer's, the product's and the fact's table
+    /// (empty over the slices, which carry all three).
+    pub fn push_dimensions(&self, c: &mut Condition, customer: &str, product: &str, fact: &str) {
         for (column, value) in [
-            ("c.country", &self.country),
-            ("c.segment", &self.segment),
-            ("p.category", &self.category),
+            (format!("{customer}country"), &self.country),
+            (format!("{customer}segment"), &self.segment),
+            (format!("{product}category"), &self.category),
         ] {
             if let Some(v) = value {
-                c.push_value(column, "=", Box::new(v.clone()));
+                c.push_value(&column, "=", Box::new(v.clone()));
             }
         }
         if let Some(d) = self.device {
-            c.push_value("f.device_key", "=", Box::new(d.key()));
+            c.push_value(&format!("{fact}device_key"), "=", Box::new(d.key()));
         }
-        c
     }
 
     /// The joins `fact_condition` needs on a fact table aliased `f`:

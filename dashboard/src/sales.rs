@@ -110,6 +110,18 @@ pub struct Share {
     pub revenue: Decimal,
 }
 
+impl Share {
+    /// A value with no orders, for panels that list every value.
+    fn none(key: String) -> Self {
+        Self {
+            key,
+            orders: 0,
+            units: 0,
+            revenue: Decimal::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GeoRow {
     pub country: String,
@@ -174,7 +186,7 @@ pub async fn dimensions(c: &impl GenericClient, s: &SchemaName) -> Result<Dimens
     })
 }
 
-/// Sum the sales figures of `sales` (a `Filters::sales` call).
+/// Sum the sales figures of `sales` (a `Filters::call` of a sales function).
 async fn money_of(c: &impl GenericClient, sales: Condition) -> Result<Money, tokio_postgres::Error> {
     let sql = format!(
         "SELECT coalesce(sum(net), 0), coalesce(sum(gross), 0), coalesce(sum(discounts), 0),
@@ -292,17 +304,9 @@ pub async fn top_products(
     let rollup_answers =
         f.range == Range::All && f.country.is_none() && f.segment.is_none() && f.device.is_none();
     let (sql, cond) = if rollup_answers {
-        let cond = Condition {
-            sql: match &f.category {
-                Some(_) => "p.category = $1".into(),
-                None => "true".into(),
-            },
-            params: f
-                .category
-                .iter()
-                .map(|c| Box::new(c.clone()) as Box<dyn tokio_postgres::types::ToSql + Sync + Send>)
-                .collect(),
-        };
+        // Only a category can be set here.
+        let mut cond = Condition::always();
+        f.push_dimensions(&mut cond, "", "p.", "");
         let sql = format!(
             "SELECT p.product_id, p.name, p.category, p.brand, a.net, a.units, a.views, a.cart_adds, a.order_lines
              FROM {a} a JOIN {product} p USING (product_key)
@@ -434,7 +438,7 @@ pub async fn funnel(
     })
 }
 
-/// Orders, units and revenue of `sales` (a `Filters::sales` call) grouped
+/// Orders, units and revenue of `sales` (a `Filters::call` of a sales function) grouped
 /// by `key`, an SQL expression over its columns; largest revenue first.
 async fn shares(
     c: &impl GenericClient,
@@ -562,12 +566,7 @@ pub async fn devices(
         .collect();
     for d in Device::ALL {
         if !out.iter().any(|r| r.key == d.as_str()) {
-            out.push(Share {
-                key: d.as_str().to_string(),
-                orders: 0,
-                units: 0,
-                revenue: Decimal::ZERO,
-            });
+            out.push(Share::none(d.as_str().to_string()));
         }
     }
     Ok(out)
@@ -678,12 +677,7 @@ fn numbered(rows: Vec<Share>, keys: std::ops::RangeInclusive<u32>) -> Vec<Share>
         rows.iter()
             .find(|r| r.key == k.to_string())
             .cloned()
-            .unwrap_or(Share {
-                key: k.to_string(),
-                orders: 0,
-                units: 0,
-                revenue: Decimal::ZERO,
-            })
+            .unwrap_or_else(|| Share::none(k.to_string()))
     })
     .collect()
 }
@@ -727,10 +721,9 @@ mod tests {
     #[test]
     fn numbered_rows_cover_every_key_in_order() {
         let share = |k: &str, orders| Share {
-            key: k.into(),
             orders,
             units: orders,
-            revenue: Decimal::ZERO,
+            ..Share::none(k.into())
         };
         let rows = numbered(vec![share("7", 3), share("2", 1)], 1..=7);
         let keys: Vec<(&str, i64)> = rows.iter().map(|r| (r.key.as_str(), r.orders)).collect();
