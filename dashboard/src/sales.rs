@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use shopstream_model::warehouse::{
-    AGG_CART_SESSION, AGG_PRODUCT, AGG_SALES_HOUR, AGG_SALES_MINUTE, DIM_CUSTOMER, DIM_PRODUCT, FACT_SALES,
-    V_SLICE,
+    AGG_CART_SESSION, AGG_PRODUCT, DIM_CUSTOMER, DIM_PRODUCT, FACT_SALES, V_SLICE,
 };
 use shopstream_model::{Device, SchemaName};
 use tokio_postgres::GenericClient;
@@ -488,20 +487,16 @@ pub async fn new_vs_returning(
     if f.has_dimensions() {
         return Ok(None);
     }
-    let (start, end) = f.range.bounds(now);
-    let table = match f.range.span().grain {
-        Grain::Minute => AGG_SALES_MINUTE,
-        Grain::Hour | Grain::Day => AGG_SALES_HOUR,
-    };
+    let totals = f.call_in_range(SalesTotals, s, now);
     let r = c
         .query_one(
             &format!(
                 "SELECT coalesce(sum(new_orders), 0)::bigint, coalesce(sum(new_net), 0),
                         coalesce(sum(orders), 0)::bigint, coalesce(sum(net), 0)
-                 FROM {} WHERE ($1::timestamptz IS NULL OR bucket >= $1) AND bucket < $2",
-                s.table(table)
+                 FROM {} s",
+                totals.sql
             ),
-            &[&start, &end],
+            &totals.params(),
         )
         .await?;
     let (new_orders, new_net, orders, net): (i64, Decimal, i64, Decimal) =

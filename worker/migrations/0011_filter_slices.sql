@@ -199,21 +199,25 @@ $$;
 
 -- Sales and activity per bucket under the filters. Without dimension
 -- filters the per-bucket rollups of migration 0003 answer (one row per
--- bucket; days from hours), else the slices: the smallest table that holds
--- the answer, chosen here once for the API and Grafana.
+-- bucket; days from hours; with the customers' first orders, which only
+-- they follow), else the slices (first orders NULL): the smallest table
+-- that holds the answer, chosen here once for the API and Grafana.
 CREATE FUNCTION {schema}.sales_totals(p_grain text, p_from timestamptz, p_to timestamptz, p_country text,
                                       p_segment text, p_category text, p_device smallint)
-RETURNS TABLE (bucket timestamptz, orders bigint, units bigint, gross numeric, discounts numeric, net numeric)
+RETURNS TABLE (bucket timestamptz, orders bigint, units bigint, gross numeric, discounts numeric, net numeric,
+               new_orders bigint, new_net numeric)
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN p_grain = 'day' THEN date_trunc('day', a.bucket, 'UTC') ELSE a.bucket END,
-           sum(a.orders)::bigint, sum(a.units)::bigint, sum(a.gross), sum(a.discounts), sum(a.net)
+           sum(a.orders)::bigint, sum(a.units)::bigint, sum(a.gross), sum(a.discounts), sum(a.net),
+           sum(a.new_orders)::bigint, sum(a.new_net)
     FROM (SELECT * FROM {schema}.agg_sales_minute WHERE p_grain = 'minute'
           UNION ALL SELECT * FROM {schema}.agg_sales_hour WHERE p_grain IN ('hour', 'day')) a
     WHERE num_nulls(p_country, p_segment, p_category, p_device) = 4
       AND (p_from IS NULL OR a.bucket >= p_from) AND (p_to IS NULL OR a.bucket < p_to)
     GROUP BY 1
     UNION ALL
-    SELECT s.bucket, sum(s.orders)::bigint, sum(s.units)::bigint, sum(s.gross), sum(s.discounts), sum(s.net)
+    SELECT s.bucket, sum(s.orders)::bigint, sum(s.units)::bigint, sum(s.gross), sum(s.discounts), sum(s.net),
+           NULL::bigint, NULL::numeric
     FROM {schema}.sales_slices(p_grain, p_from, p_to, p_country, p_segment, p_category, p_device) s
     WHERE num_nulls(p_country, p_segment, p_category, p_device) < 4
     GROUP BY 1
