@@ -36,6 +36,14 @@ pub struct Cli {
     #[arg(long, env = envvar::QUERY_TIMEOUT_SECONDS, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub query_timeout_seconds: u64,
 
+    /// File holding a shared token (e.g. a mounted Secret key): the page and
+    /// the API then answer only requests that carry it, as `Authorization:
+    /// Bearer TOKEN` or as the password of HTTP Basic. `/metrics`, `/healthz`
+    /// and `/readyz` stay open. Without it, put the dashboard behind an
+    /// authenticating proxy (README "Security").
+    #[arg(long, env = envvar::AUTH_TOKEN_FILE)]
+    pub auth_token_file: Option<std::path::PathBuf>,
+
     /// Log format.
     #[arg(long, env = envvar::LOG_FORMAT, value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod customers;
 pub mod filters;
+pub mod guard;
 pub mod order_lines;
 pub mod queries;
 pub mod sales;
@@ -32,6 +33,13 @@ pub enum DashboardError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot read the token file {path}")]
+    TokenFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token file {0} is empty")]
+    EmptyToken(std::path::PathBuf),
     #[error("the HTTP server stopped")]
     Serve(#[source] std::io::Error),
 }
@@ -45,9 +53,10 @@ const POOL_SIZE: usize = 16;
 pub fn pool(settings: &DbSettings, query_timeout: Duration) -> Result<Pool, DashboardError> {
     let mut config = settings.async_config();
     // The server stops a statement the API has given up on, instead of
-    // finishing work nobody will read.
+    // finishing work nobody will read. Sessions are read-only as a second guard
+    // behind the reader role's grants: the dashboard never writes.
     let options = format!(
-        "{} -c statement_timeout={}",
+        "{} -c default_transaction_read_only=on -c statement_timeout={}",
         config.get_options().unwrap_or_default(),
         query_timeout.as_millis()
     );
@@ -79,7 +88,21 @@ async fn watch_health(app: Arc<api::App>, health: Arc<std::sync::Mutex<Result<()
     }
 }
 
+/// The shared token from its file (a mounted Secret), without the trailing newline.
+pub fn read_token(path: &std::path::Path) -> Result<Arc<str>, DashboardError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DashboardError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim_end_matches(['\r', '\n']);
+    if token.is_empty() {
+        return Err(DashboardError::EmptyToken(path.to_path_buf()));
+    }
+    Ok(Arc::from(token))
+}
+
 pub async fn run(cli: Cli) -> Result<(), DashboardError> {
+    let token = cli.auth_token_file.as_deref().map(read_token).transpose()?;
     let settings = cli
         .database
         .settings(&format!("shopstream-dashboard:{}", cli.schema))?;
@@ -104,7 +127,13 @@ pub async fn run(cli: Cli) -> Result<(), DashboardError> {
                 .unwrap_or_else(|_| Err("poisoned".into()))
         }) as http::ReadinessCheck
     };
-    let router = api::router(app.clone()).merge(http::router(registry, http::Checks::ready_only(ready)));
+    let guarded = token.is_some();
+    let page = guard::protect(
+        api::router(app.clone()),
+        token,
+        query_timeout + Duration::from_secs(5),
+    );
+    let router = page.merge(http::router(registry, http::Checks::ready_only(ready)));
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|source| DashboardError::Listen {
@@ -112,7 +141,7 @@ pub async fn run(cli: Cli) -> Result<(), DashboardError> {
             source,
         })?;
     tracing::info!(
-        listen = %cli.listen, schema = %cli.schema, database = %settings.target(),
+        listen = %cli.listen, schema = %cli.schema, database = %settings.target(), token_required = guarded,
         "dashboard at http://{}/", cli.listen
     );
     let served = axum::serve(listener, router).with_graceful_shutdown(async {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::protocol::cdp::Page::{AddScriptToEvaluateOnNewDocument, CaptureScreenshotFormatOption};
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::Value;
 use shopstream_testkit::{database_url, pg};
@@ -181,6 +181,18 @@ async fn the_pages_filter_share_page_and_export_like_the_api() {
 fn browse(base: &str, country: &str, net: &str) {
     let b = browser(1280);
     let tab = b.new_tab().expect("a tab");
+    // The page runs under the dashboard's strict Content-Security-Policy:
+    // anything it blocks while we browse is a broken chart or control. The
+    // listener is in place before the page's first byte.
+    tab.call_method(AddScriptToEvaluateOnNewDocument {
+        source: "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
+                 e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
+            .into(),
+        world_name: None,
+        include_command_line_api: None,
+        run_immediately: None,
+    })
+    .expect("watch for blocked content");
     tab.navigate_to(&format!("{base}/")).expect("open the page");
     wait_shown(&tab, "overview?range=all");
     let all = kpis(&tab);
@@ -343,6 +355,12 @@ fn browse(base: &str, country: &str, net: &str) {
         csv.lines().count() > total,
         "every line of every order: {} rows",
         csv.lines().count()
+    );
+
+    assert_eq!(
+        eval(&tab, "JSON.stringify(window.cspViolations)"),
+        "[]",
+        "nothing the page needs is blocked by its Content-Security-Policy"
     );
 
     // Screenshots of every page, at a laptop's and a desktop's width.

@@ -4,6 +4,7 @@
 //! (`operator/tests/builders.rs` checks that every variable a builder sets is
 //! one its binary reads, with a value it accepts).
 
+pub const AUTH_TOKEN_FILE: &str = "SHOPSTREAM_AUTH_TOKEN_FILE";
 pub const BATCH_MAX_RECORDS: &str = "SHOPSTREAM_BATCH_MAX_RECORDS";
 pub const BATCH_MAX_WAIT_MS: &str = "SHOPSTREAM_BATCH_MAX_WAIT_MS";
 pub const BIN_DIR: &str = "SHOPSTREAM_BIN_DIR";

@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "filter_slices",
         sql: include_str!("../migrations/0011_filter_slices.sql"),
     },
+    Migration {
+        version: 12,
+        name: "reader_grants",
+        sql: include_str!("../migrations/0012_reader_grants.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).
