@@ -92,6 +92,34 @@ else
   say "PostgreSQL is ready"
 fi
 
+# TLS with a certificate from a CA made here (for the tests' sslmode=verify-full):
+# the server certificate names only DNS:localhost, so a client that dials
+# 127.0.0.1 and verifies the host name is refused, as it should be.
+# Made once; the CA is at $DEV_DIR/pg-tls/ca.crt for clients.
+DEV_DIR="${SHOPSTREAM_DEV_DIR:-/var/tmp/shopstream-dev}"
+pg_tls="$DEV_DIR/pg-tls"
+pg_conf="/etc/postgresql/$version/main/conf.d/shopstream-tls.conf"
+if [[ ! -f "$pg_tls/server.crt" || ! -f "$pg_conf" ]]; then
+  as_root mkdir -p "$pg_tls"
+  (
+    cd "$pg_tls"
+    as_root openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=shopstream-dev-postgres-ca" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    as_root openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost\n' | as_root tee san.ext >/dev/null
+    as_root openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile san.ext -out server.crt 2>/dev/null
+    as_root chown postgres:postgres server.key server.crt
+    as_root chmod 0600 server.key
+    as_root chmod 0644 ca.crt server.crt
+    as_root chmod 0755 .
+  )
+  printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" "$pg_tls/server.crt" "$pg_tls/server.key" \
+    | as_root tee "$pg_conf" >/dev/null
+  psql -w -h 127.0.0.1 -U postgres -qAtc "SELECT pg_reload_conf()" postgres >/dev/null
+  say "PostgreSQL: TLS with a certificate for localhost from the CA $pg_tls/ca.crt"
+fi
+
 # Databases for the quickstart and the tests (one schema per pipeline/test inside).
 for db in shopstream shopstream_test; do
   if psql -w -h 127.0.0.1 -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'" postgres | grep -q 1; then

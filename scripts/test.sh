@@ -21,6 +21,8 @@ export SHOPSTREAM_TEST_SCRAM_PASSWORD="$BROKER_SCRAM_PASSWORD"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS shopstream_test WITH (FORCE)" postgres
 createdb -h 127.0.0.1 -U postgres shopstream_test
 export SHOPSTREAM_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/shopstream_test"
+# dev-deps.sh serves TLS with a certificate for "localhost" from this CA.
+export SHOPSTREAM_TEST_DATABASE_CA_FILE="${SHOPSTREAM_DEV_DIR:-/var/tmp/shopstream-dev}/pg-tls/ca.crt"
 
 # A fresh control plane (etcd, kube-apiserver, controller-manager, scheduler,
 # kwok nodes), built from Go modules on first use and cached by version.

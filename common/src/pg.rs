@@ -1,5 +1,6 @@
 //! PostgreSQL connection settings shared by the binaries: TLS as libpq does
-//! it (certificates verified only when a CA is given), an application name,
+//! it (`sslmode=verify-full` or `verify-ca` with a CA file; otherwise
+//! certificates are verified only when a CA is given), an application name,
 //! keepalives, and a printable target that never shows the password.
 
 use shopstream_model::envvar;
@@ -21,6 +22,84 @@ pub enum DbError {
     Connect { target: String, source: postgres::Error },
     #[error("preparing statements in schema {schema} failed: {source}")]
     Prepare { schema: String, source: postgres::Error },
+    #[error(
+        "sslmode={0} verifies the server against a CA: give the CA bundle with --database-ca-file (SHOPSTREAM_DATABASE_CA_FILE)"
+    )]
+    NoCa(&'static str),
+    #[error("cannot read the PostgreSQL CA file {path}: {source}")]
+    CaFile {
+        path: String,
+        source: openssl::error::ErrorStack,
+    },
+}
+
+impl DbError {
+    /// A refusal that waiting cannot fix: the server's certificate failed
+    /// verification (wrong CA, wrong host name) or the login was refused
+    /// (SQLSTATE class 28). Start-up fails on these at once, with the reason,
+    /// instead of retrying in silence.
+    pub fn is_refusal(&self) -> bool {
+        let DbError::Connect { source, .. } = self else {
+            return false;
+        };
+        if source.code().is_some_and(|c| c.code().starts_with("28")) {
+            return true;
+        }
+        let mut cause = std::error::Error::source(source);
+        while let Some(e) = cause {
+            if let Some(tls) = e.downcast_ref::<openssl::ssl::Error>() {
+                // An I/O error mid-handshake is a network problem; an
+                // OpenSSL error stack is the certificate or the protocol.
+                return tls.ssl_error().is_some();
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    /// `disable`, `prefer` or `require`: chain and host name when a CA file
+    /// is given, nothing otherwise.
+    IfCaGiven,
+    /// `verify-ca`: the chain, not the host name.
+    Chain,
+    /// `verify-full`: the chain and the host name.
+    Full,
+}
+
+/// The URL with `sslmode=verify-ca|verify-full` turned into `require` (the
+/// PostgreSQL client library parses only disable, prefer and require; the
+/// verification is ours), and which verification was asked for. Handles URLs
+/// (`?a=b&sslmode=...`) and `key=value` strings; nothing else is touched.
+fn verification(url: &str) -> (String, Verify) {
+    let mode = |token: &str| match token {
+        "sslmode=verify-full" => Some(Verify::Full),
+        "sslmode=verify-ca" => Some(Verify::Chain),
+        _ => None,
+    };
+    let mut verify = Verify::IfCaGiven;
+    let mut rewrite = |token: &str| match mode(token) {
+        Some(v) => {
+            verify = v;
+            "sslmode=require".to_string()
+        }
+        None => token.to_string(),
+    };
+    let out = if url.contains("://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let query: Vec<String> = query.split('&').map(&mut rewrite).collect();
+                format!("{base}?{}", query.join("&"))
+            }
+            None => url.to_string(),
+        }
+    } else {
+        url.split(' ').map(&mut rewrite).collect::<Vec<_>>().join(" ")
+    };
+    (out, verify)
 }
 
 /// The warehouse connection flags of every binary that talks to PostgreSQL.
@@ -55,6 +134,7 @@ pub struct DbSettings {
     /// The same settings for async clients (the dashboard's pool).
     async_config: tokio_postgres::Config,
     ca_file: Option<String>,
+    verify: Verify,
 }
 
 impl fmt::Debug for DbSettings {
@@ -79,6 +159,15 @@ fn session_options(from_url: Option<&str>) -> String {
 
 impl DbSettings {
     pub fn parse(url: &str, application_name: &str, ca_file: Option<String>) -> Result<Self, DbError> {
+        let (url, verify) = verification(url);
+        let url = url.as_str();
+        if ca_file.is_none() {
+            match verify {
+                Verify::Full => return Err(DbError::NoCa("verify-full")),
+                Verify::Chain => return Err(DbError::NoCa("verify-ca")),
+                Verify::IfCaGiven => {}
+            }
+        }
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| DbError::Url(e.to_string()))?;
@@ -102,6 +191,7 @@ impl DbSettings {
             config,
             async_config,
             ca_file,
+            verify,
         })
     }
 
@@ -141,18 +231,20 @@ impl DbSettings {
 
     /// The TLS connector for sync and async clients alike.
     pub fn tls(&self) -> Result<MakeTlsConnector, DbError> {
-        // `sslmode` in the URL decides whether TLS is used (prefer by default).
-        // As with libpq, certificates are verified only when a CA is given;
-        // otherwise TLS encrypts but does not authenticate the server.
+        // As with libpq, without a CA file TLS encrypts but does not
+        // authenticate the server (and verify-* refuse to start, in `parse`).
         let mut builder = SslConnector::builder(SslMethod::tls_client())?;
-        let verify = self.ca_file.is_some();
         match &self.ca_file {
-            Some(ca) => builder.set_ca_file(ca)?,
+            Some(ca) => builder.set_ca_file(ca).map_err(|source| DbError::CaFile {
+                path: ca.clone(),
+                source,
+            })?,
             None => builder.set_verify(SslVerifyMode::NONE),
         }
+        let hostname = self.ca_file.is_some() && self.verify != Verify::Chain;
         let mut tls = MakeTlsConnector::new(builder.build());
         tls.set_callback(move |config, _host| {
-            config.set_verify_hostname(verify);
+            config.set_verify_hostname(hostname);
             Ok(())
         });
         Ok(tls)
@@ -170,6 +262,52 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let err = DbSettings::parse("postgres://x:y@h:notaport/db", "w", None).unwrap_err();
         assert!(err.to_string().starts_with("invalid database URL"));
+    }
+
+    #[test]
+    fn verify_modes_become_require_and_say_what_to_check() {
+        let cases = [
+            ("postgres://u@h/db", "postgres://u@h/db", Verify::IfCaGiven),
+            (
+                "postgres://u@h/db?sslmode=verify-full",
+                "postgres://u@h/db?sslmode=require",
+                Verify::Full,
+            ),
+            (
+                "postgres://u:p@h/db?application_name=x&sslmode=verify-ca&connect_timeout=3",
+                "postgres://u:p@h/db?application_name=x&sslmode=require&connect_timeout=3",
+                Verify::Chain,
+            ),
+            (
+                "postgres://u@h/db?sslmode=require",
+                "postgres://u@h/db?sslmode=require",
+                Verify::IfCaGiven,
+            ),
+            (
+                "host=h user=u sslmode=verify-full dbname=db",
+                "host=h user=u sslmode=require dbname=db",
+                Verify::Full,
+            ),
+            // A password that merely contains the words is left alone.
+            (
+                "postgres://u:sslmode=verify-full@h/db",
+                "postgres://u:sslmode=verify-full@h/db",
+                Verify::IfCaGiven,
+            ),
+        ];
+        for (url, rewritten, verify) in cases {
+            assert_eq!(verification(url), (rewritten.to_string(), verify), "{url}");
+        }
+        let err = DbSettings::parse("postgres://u@h/db?sslmode=verify-full", "w", None).unwrap_err();
+        assert!(err.to_string().contains("--database-ca-file"), "{err}");
+        assert!(
+            DbSettings::parse(
+                "postgres://u@h/db?sslmode=verify-full",
+                "w",
+                Some("/ca.pem".into())
+            )
+            .is_ok()
+        );
     }
 
     #[test]

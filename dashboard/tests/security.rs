@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use shopstream_common::pg::DbSettings;
-use shopstream_testkit::{database_url, pg, unique};
+use shopstream_testkit::{database_ca_file, database_url, database_url_via, foreign_ca_pem, pg, unique};
 use support::{dashboard, dashboard_with, filled, get_json};
 
 /// One GET with extra header lines; returns (status, head, body).
@@ -58,7 +58,14 @@ async fn a_reader_role_serves_every_panel_and_can_neither_write_nor_change_the_s
     .unwrap();
 
     let (_owner, owner_base) = dashboard(&s, &url);
-    let (_reader, reader_base) = dashboard(&s, &reader_url);
+    // The reader's dashboard also verifies the server (TLS, verify-full).
+    let reader_tls_url = database_url_via("localhost", "sslmode=verify-full").replacen(
+        "://postgres@",
+        &format!("://{role}@"),
+        1,
+    );
+    let ca = database_ca_file();
+    let (_reader, reader_base) = dashboard_with(&s, &reader_tls_url, &["--database-ca-file", &ca]);
     for path in [
         "/api/summary?range=all",
         "/api/products/top?range=all",
@@ -98,6 +105,46 @@ async fn a_reader_role_serves_every_panel_and_can_neither_write_nor_change_the_s
     })
     .await
     .unwrap();
+}
+
+/// The dashboard's pool with `sslmode=verify-full`: TLS to the server its
+/// CA vouches for under the name dialled; a wrong CA or host is refused with
+/// the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_verifies_the_warehouse_certificate_and_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong-ca.pem");
+    std::fs::write(&wrong, foreign_ca_pem()).unwrap();
+    let wrong = wrong.display().to_string();
+    let ca = database_ca_file();
+    // (host, CA, what the error says; empty: it connects)
+    let cases = [
+        ("localhost", ca.as_str(), ""),
+        ("localhost", wrong.as_str(), "certificate verify failed"),
+        ("127.0.0.1", ca.as_str(), "ip address mismatch"),
+    ];
+    for (host, ca, needle) in cases {
+        let url = database_url_via(host, "sslmode=verify-full");
+        let settings = DbSettings::parse(&url, "tls-test", Some(ca.to_string())).unwrap();
+        let pool = shopstream_dashboard::pool(&settings, Duration::from_secs(5)).unwrap();
+        match pool.get().await {
+            Ok(client) => {
+                assert_eq!(needle, "", "{host} with {ca} connected");
+                let row = client
+                    .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                    .await
+                    .unwrap();
+                assert!(row.get::<_, bool>(0), "the session is encrypted");
+            }
+            Err(e) => {
+                let text = shopstream_common::error::chain(&e).to_lowercase();
+                assert!(
+                    !needle.is_empty() && text.contains(needle),
+                    "{host} with {ca}: {text}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -193,8 +193,23 @@ pub struct SecretKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WarehouseSpec {
-    /// Secret key holding the `postgres://` URL of the warehouse.
+    /// Secret key holding the `postgres://` URL of the warehouse: the workers'
+    /// (loading) role. Without `migratorSecretRef` it also runs the migrations,
+    /// and without `readerSecretRef` the dashboard uses it too.
     pub connection_secret_ref: SecretKeyRef,
+    /// The URL of a role that may only read the schema (`grant_reader`), for
+    /// the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_secret_ref: Option<SecretKeyRef>,
+    /// The URL of the schema's owner: an init container of the worker pods
+    /// migrates with it and grants the loading and reading roles their
+    /// rights, so the workers need no DDL rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrator_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the PEM CA bundle to verify the warehouse with
+    /// (use `sslmode=verify-full` in the URLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
     /// PostgreSQL schema of this pipeline (one schema per pipeline).
     #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
     pub schema: String,
@@ -470,6 +485,11 @@ pub struct DashboardSpec {
     /// Run the live dashboard (a Deployment and a Service `<name>-dashboard`).
     #[serde(default)]
     pub enabled: bool,
+    /// Secret key holding a token the page and the API ask for (as a Bearer
+    /// token or a Basic password); `/metrics` and the probes stay open.
+    /// Without it, put the Service behind an authenticating proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_secret_ref: Option<SecretKeyRef>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -495,7 +515,7 @@ pub struct PipelineStatus {
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Ready, TopicReady, GeneratorReady, WorkersReady, Scaling.
+    /// Ready, TopicReady, GeneratorReady, WorkersReady, Scaling, LeastPrivilege.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

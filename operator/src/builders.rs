@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use shopstream_model::Pipeline;
-use shopstream_model::pipeline::{KafkaSpec, ShopSpec};
+use shopstream_model::pipeline::{KafkaSpec, SecretKeyRef, ShopSpec, WarehouseSpec};
 
 /// Port of every binary's /metrics, /healthz and /readyz.
 pub const METRICS_PORT: i32 = 9100;
@@ -27,6 +27,9 @@ pub const RUN_AS: i64 = 65532;
 pub const MANAGER: &str = "shopstream-operator";
 const CA_MOUNT: &str = "/etc/shopstream/kafka-ca";
 const CA_FILE: &str = "ca.crt";
+const WAREHOUSE_CA_MOUNT: &str = "/etc/shopstream/warehouse-ca";
+const TOKEN_MOUNT: &str = "/etc/shopstream/dashboard-token";
+const TOKEN_FILE: &str = "token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
@@ -152,17 +155,28 @@ fn kafka_env(k: &KafkaSpec) -> Vec<EnvVar> {
     out
 }
 
-/// The CA bundle Secret, mounted read-only where `SHOPSTREAM_KAFKA_CA_FILE` points.
-fn ca_volume(k: &KafkaSpec) -> Option<(Volume, VolumeMount)> {
+/// The Kafka CA bundle Secret, mounted where `SHOPSTREAM_KAFKA_CA_FILE` points.
+fn kafka_ca_volume(k: &KafkaSpec) -> Option<(Volume, VolumeMount)> {
     let ca = k.tls.as_ref().filter(|t| t.enabled)?.ca_secret_ref.as_ref()?;
-    Some((
+    Some(secret_volume("kafka-ca", ca, CA_MOUNT, CA_FILE))
+}
+
+/// The warehouse CA bundle Secret, mounted where `SHOPSTREAM_DATABASE_CA_FILE` points.
+fn warehouse_ca_volume(w: &WarehouseSpec) -> Option<(Volume, VolumeMount)> {
+    let ca = w.ca_secret_ref.as_ref()?;
+    Some(secret_volume("warehouse-ca", ca, WAREHOUSE_CA_MOUNT, CA_FILE))
+}
+
+/// One key of a Secret as the file `mount/file`, read-only.
+fn secret_volume(name: &str, key: &SecretKeyRef, mount: &str, file: &str) -> (Volume, VolumeMount) {
+    (
         Volume {
-            name: "kafka-ca".into(),
+            name: name.into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(ca.name.clone()),
+                secret_name: Some(key.name.clone()),
                 items: Some(vec![KeyToPath {
-                    key: ca.key.clone(),
-                    path: CA_FILE.into(),
+                    key: key.key.clone(),
+                    path: file.into(),
                     mode: None,
                 }]),
                 ..Default::default()
@@ -170,12 +184,24 @@ fn ca_volume(k: &KafkaSpec) -> Option<(Volume, VolumeMount)> {
             ..Default::default()
         },
         VolumeMount {
-            name: "kafka-ca".into(),
-            mount_path: CA_MOUNT.into(),
+            name: name.into(),
+            mount_path: mount.into(),
             read_only: Some(true),
             ..Default::default()
         },
-    ))
+    )
+}
+
+/// The warehouse URL from `role`'s Secret and, when given, the CA file.
+fn warehouse_env(w: &WarehouseSpec, role: &SecretKeyRef) -> Vec<EnvVar> {
+    let mut out = vec![secret_env(envvar::DATABASE_URL, &role.name, &role.key)];
+    if w.ca_secret_ref.is_some() {
+        out.push(var(
+            envvar::DATABASE_CA_FILE,
+            format!("{WAREHOUSE_CA_MOUNT}/{CA_FILE}"),
+        ));
+    }
+    out
 }
 
 fn quantity(s: &str) -> Quantity {
@@ -246,24 +272,31 @@ fn pod_security() -> PodSecurityContext {
     }
 }
 
+/// What differs between the components' pods.
+struct PodParts {
+    env: Vec<EnvVar>,
+    /// Secret volumes, each mounted into every container of the pod.
+    volumes: Vec<(Volume, VolumeMount)>,
+    init_containers: Vec<Container>,
+    resources: Option<ResourceRequirements>,
+    readiness: &'static str,
+}
+
 /// One component's Deployment. Long, but one object literal: splitting it
 /// would scatter the pod spec a reader wants to see whole.
-fn deployment(
-    p: &Pipeline,
-    c: Component,
-    replicas: i32,
-    image: &str,
-    env: Vec<EnvVar>,
-    resources: Option<ResourceRequirements>,
-    readiness: &str,
-) -> Deployment {
-    // The dashboard never talks to Kafka, so it gets no Kafka CA.
-    let kafka_ca = (c != Component::Dashboard)
-        .then(|| ca_volume(&p.spec.kafka))
-        .flatten();
-    let (volumes, mounts) = match kafka_ca {
-        Some((v, m)) => (Some(vec![v]), Some(vec![m])),
-        None => (None, None),
+fn deployment(p: &Pipeline, c: Component, replicas: i32, image: &str, parts: PodParts) -> Deployment {
+    let PodParts {
+        env,
+        volumes,
+        init_containers,
+        resources,
+        readiness,
+    } = parts;
+    let (volumes, mounts): (Vec<_>, Vec<_>) = volumes.into_iter().unzip();
+    let (volumes, mounts) = if volumes.is_empty() {
+        (None, None)
+    } else {
+        (Some(volumes), Some(mounts))
     };
     let spec = &p.spec;
     Deployment {
@@ -299,6 +332,7 @@ fn deployment(
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
+                    init_containers: (!init_containers.is_empty()).then_some(init_containers),
                     containers: vec![Container {
                         name: c.as_str().into(),
                         image: Some(image.into()),
@@ -337,31 +371,70 @@ fn deployment(
 /// The workers: `replicas` comes from the scaler (or `spec.workers.replicas`).
 pub fn worker_deployment(p: &Pipeline, replicas: i32, image: &str) -> Deployment {
     let s = &p.spec;
+    let w = &s.warehouse;
     let mut vars = kafka_env(&s.kafka);
     vars.extend([
         var(envvar::TOPIC, p.topic()),
         var(envvar::GROUP, worker_group(p)),
-        var(envvar::SCHEMA, s.warehouse.schema.clone()),
-        secret_env(
-            envvar::DATABASE_URL,
-            &s.warehouse.connection_secret_ref.name,
-            &s.warehouse.connection_secret_ref.key,
-        ),
+        var(envvar::SCHEMA, w.schema.clone()),
+    ]);
+    vars.extend(warehouse_env(w, &w.connection_secret_ref));
+    vars.extend([
         var(envvar::BATCH_MAX_RECORDS, s.workers.batch.max_records.to_string()),
         var(envvar::BATCH_MAX_WAIT_MS, s.workers.batch.max_wait_ms.to_string()),
         var(envvar::METRICS_ADDR, format!("0.0.0.0:{METRICS_PORT}")),
         var(envvar::LOG_FORMAT, "json"),
         pod_name_env(),
     ]);
+    let volumes = kafka_ca_volume(&s.kafka)
+        .into_iter()
+        .chain(warehouse_ca_volume(w));
     deployment(
         p,
         Component::Worker,
         replicas,
         image,
-        vars,
-        s.workers.resources.clone(),
-        "/readyz",
+        PodParts {
+            env: vars,
+            volumes: volumes.collect(),
+            init_containers: migrate_container(w, image).into_iter().collect(),
+            resources: s.workers.resources.clone(),
+            readiness: "/readyz",
+        },
     )
+}
+
+/// With a migrator Secret: the init container that migrates the schema as
+/// its owner and grants the loader (and reader) their rights, so the loading
+/// container never holds DDL rights. Every pod runs it; under the advisory
+/// lock the first migrates, the rest find the schema current at once.
+fn migrate_container(w: &WarehouseSpec, image: &str) -> Option<Container> {
+    let migrator = w.migrator_secret_ref.as_ref()?;
+    let mut env = vec![
+        var(envvar::SCHEMA, w.schema.clone()),
+        var(envvar::MIGRATE_ONLY, "true"),
+    ];
+    env.extend(warehouse_env(w, migrator));
+    // The grant flags take the roles' URLs and use only their user names.
+    env.push(secret_env(
+        envvar::GRANT_LOADER,
+        &w.connection_secret_ref.name,
+        &w.connection_secret_ref.key,
+    ));
+    if let Some(reader) = &w.reader_secret_ref {
+        env.push(secret_env(envvar::GRANT_READER, &reader.name, &reader.key));
+    }
+    env.push(var(envvar::LOG_FORMAT, "json"));
+    Some(Container {
+        name: "migrate".into(),
+        image: Some(image.into()),
+        command: Some(vec![Component::Worker.binary().into()]),
+        env: Some(env),
+        resources: Some(default_resources(Component::Worker)),
+        security_context: Some(container_security()),
+        volume_mounts: warehouse_ca_volume(w).map(|(_, m)| vec![m]),
+        ..Default::default()
+    })
 }
 
 /// The generators. Every pod gets the whole profile, its start time and the
@@ -412,9 +485,13 @@ pub fn generator_deployment(
         Component::Generator,
         replicas,
         image,
-        vars,
-        g.resources.clone(),
-        "/healthz",
+        PodParts {
+            env: vars,
+            volumes: kafka_ca_volume(&s.kafka).into_iter().collect(),
+            init_containers: Vec::new(),
+            resources: g.resources.clone(),
+            readiness: "/healthz",
+        },
     )
 }
 
@@ -431,22 +508,43 @@ fn shop_env(shop: &ShopSpec) -> Vec<EnvVar> {
     ratios.chain(delays).collect()
 }
 
-/// The dashboard (one replica; zero when paused), reading the same warehouse.
+/// The dashboard (one replica; zero when paused): the reader's Secret when
+/// the Pipeline names one, else the workers' (the LeastPrivilege condition
+/// says so); the token file when the page asks for one.
 pub fn dashboard_deployment(p: &Pipeline, image: &str) -> Deployment {
     let s = &p.spec;
-    let vars = vec![
-        secret_env(
-            envvar::DATABASE_URL,
-            &s.warehouse.connection_secret_ref.name,
-            &s.warehouse.connection_secret_ref.key,
-        ),
-        var(envvar::SCHEMA, s.warehouse.schema.clone()),
+    let w = &s.warehouse;
+    let mut vars = warehouse_env(
+        w,
+        w.reader_secret_ref.as_ref().unwrap_or(&w.connection_secret_ref),
+    );
+    vars.extend([
+        var(envvar::SCHEMA, w.schema.clone()),
         // The page, the API and /metrics share the one port.
         var(envvar::LISTEN, format!("0.0.0.0:{METRICS_PORT}")),
         var(envvar::LOG_FORMAT, "json"),
-    ];
+    ]);
+    let token = s.dashboard.auth_token_secret_ref.as_ref().map(|t| {
+        vars.push(var(
+            envvar::AUTH_TOKEN_FILE,
+            format!("{TOKEN_MOUNT}/{TOKEN_FILE}"),
+        ));
+        secret_volume("dashboard-token", t, TOKEN_MOUNT, TOKEN_FILE)
+    });
     let replicas = if s.paused { 0 } else { 1 };
-    deployment(p, Component::Dashboard, replicas, image, vars, None, "/readyz")
+    deployment(
+        p,
+        Component::Dashboard,
+        replicas,
+        image,
+        PodParts {
+            env: vars,
+            volumes: warehouse_ca_volume(w).into_iter().chain(token).collect(),
+            init_containers: Vec::new(),
+            resources: None,
+            readiness: "/readyz",
+        },
+    )
 }
 
 /// `<pipeline>-dashboard` on port 80.

@@ -80,7 +80,12 @@ fn deployments_match_the_fixtures() {
             );
         }
         // Secrets only ever arrive by reference.
-        for c in d.spec.unwrap().template.spec.unwrap().containers {
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        for c in pod
+            .containers
+            .into_iter()
+            .chain(pod.init_containers.unwrap_or_default())
+        {
             for var in c.env.unwrap_or_default() {
                 let literal = var.value.unwrap_or_default();
                 assert!(
@@ -93,6 +98,70 @@ fn deployments_match_the_fixtures() {
             }
         }
     }
+}
+
+/// Each container sees only its own role's credentials: the migrator's
+/// Secret reaches the init container alone, the loader's never the dashboard
+/// when a reader is given.
+#[test]
+fn each_container_gets_only_its_own_warehouse_credentials() {
+    let cases: Vec<Case> = serde_yaml::from_str(include_str!("fixtures/builders.yaml")).unwrap();
+    let p = &cases
+        .iter()
+        .find(|c| c.name.starts_with("with a migrator"))
+        .expect("the roles case")
+        .pipeline;
+    let secrets_of = |c: &k8s_openapi::api::core::v1::Container| -> Vec<(String, String)> {
+        c.env
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let s = v.value_from.as_ref()?.secret_key_ref.as_ref()?;
+                Some((v.name.clone(), s.name.clone()))
+            })
+            .collect()
+    };
+    let worker = builders::worker_deployment(p, 1, "img")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let init = worker.init_containers.expect("an init container");
+    assert_eq!(init.len(), 1);
+    assert_eq!(
+        secrets_of(&init[0]),
+        [
+            ("SHOPSTREAM_DATABASE_URL", "wh-owner"),
+            ("SHOPSTREAM_GRANT_LOADER", "wh-loader"),
+            ("SHOPSTREAM_GRANT_READER", "wh-reader")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert_eq!(
+        secrets_of(&worker.containers[0]),
+        [("SHOPSTREAM_DATABASE_URL".to_string(), "wh-loader".to_string())]
+    );
+    let dashboard = builders::dashboard_deployment(p, "img")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(dashboard.init_containers, None);
+    assert_eq!(
+        secrets_of(&dashboard.containers[0]),
+        [("SHOPSTREAM_DATABASE_URL".to_string(), "wh-reader".to_string())]
+    );
+    // Without the two Secrets: no init container; the dashboard shares the loader's.
+    let shared = &cases[0].pipeline;
+    let worker = builders::worker_deployment(shared, 1, "img")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(worker.init_containers, None);
 }
 
 #[test]

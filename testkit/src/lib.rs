@@ -313,6 +313,25 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/shopstream_test".to_string())
 }
 
+/// The CA that signed the test PostgreSQL's certificate (for `localhost`
+/// only): `SHOPSTREAM_TEST_DATABASE_CA_FILE`, or where `scripts/dev-deps.sh` made it.
+pub fn database_ca_file() -> String {
+    std::env::var("SHOPSTREAM_TEST_DATABASE_CA_FILE")
+        .unwrap_or_else(|_| "/var/tmp/shopstream-dev/pg-tls/ca.crt".to_string())
+}
+
+/// The test database's URL with another host name and query, e.g.
+/// `("localhost", "sslmode=verify-full")`; the user and database stay.
+pub fn database_url_via(host: &str, query: &str) -> String {
+    let config: postgres::Config = database_url().parse().expect("a valid test database URL");
+    format!(
+        "postgres://{}@{host}:{}/{}?{query}",
+        config.get_user().unwrap_or("postgres"),
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
 pub fn pg() -> postgres::Client {
     postgres::Client::connect(&database_url(), postgres::NoTls).expect("connect to the test database")
 }
@@ -498,4 +517,36 @@ pub fn print_log_tails(logs: &std::path::Path) {
             println!("{line}");
         }
     }
+}
+
+/// A CA certificate (PEM) that signed nothing the tests talk to: the wrong
+/// CA for a TLS test. Made fresh, self-signed.
+pub fn foreign_ca_pem() -> String {
+    use openssl::{asn1::Asn1Time, bn::BigNum, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
+    let key = PKey::from_rsa(Rsa::generate(2048).expect("RSA key")).expect("key");
+    let mut name = x509::X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "not-the-warehouse-ca")
+        .expect("CN");
+    let name = name.build();
+    let mut cert = x509::X509Builder::new().expect("certificate");
+    cert.set_version(2).expect("version");
+    let serial = BigNum::from_u32(1)
+        .and_then(|n| n.to_asn1_integer())
+        .expect("serial");
+    cert.set_serial_number(&serial).expect("serial");
+    cert.set_subject_name(&name).expect("subject");
+    cert.set_issuer_name(&name).expect("issuer");
+    cert.set_pubkey(&key).expect("public key");
+    cert.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("not before");
+    cert.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+        .expect("not after");
+    let ca = x509::extension::BasicConstraints::new()
+        .critical()
+        .ca()
+        .build()
+        .expect("CA");
+    cert.append_extension(ca).expect("extension");
+    cert.sign(&key, MessageDigest::sha256()).expect("sign");
+    String::from_utf8(cert.build().to_pem().expect("PEM")).expect("PEM is text")
 }

@@ -79,6 +79,23 @@ pub struct Cli {
     #[arg(long, env = envvar::INSTANCE)]
     pub instance: Option<String>,
 
+    /// Apply the schema's pending migrations (and the grants below), then
+    /// exit: run with the schema owner's credentials, e.g. as the init
+    /// container of the worker pods, so the loading role needs no DDL rights.
+    #[arg(long, env = envvar::MIGRATE_ONLY)]
+    pub migrate_only: bool,
+
+    /// With --migrate-only: the role that loads (the workers' own
+    /// credentials) gets DML on the schema. A role name, or a postgres:// URL
+    /// whose user name is taken (nothing else of it is used).
+    #[arg(long, env = envvar::GRANT_LOADER, hide_env_values = true, requires = "migrate_only")]
+    pub grant_loader: Option<String>,
+
+    /// With --migrate-only: the role that reads (the dashboard, Grafana) gets
+    /// SELECT on the schema. A role name or a URL, as for --grant-loader.
+    #[arg(long, env = envvar::GRANT_READER, hide_env_values = true, requires = "migrate_only")]
+    pub grant_reader: Option<String>,
+
     /// Serve Prometheus /metrics, /healthz and /readyz on this address.
     #[arg(long, env = envvar::METRICS_ADDR)]
     pub metrics_addr: Option<SocketAddr>,
@@ -86,6 +103,27 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = envvar::LOG_FORMAT, value_enum, default_value_t)]
     pub log_format: LogFormat,
+}
+
+/// A role name as given, or the user name of a `postgres://` URL (the
+/// operator passes the loader's and reader's connection Secrets as they are).
+/// Not a clap value parser: clap's error would echo the value, password and all.
+pub fn role_of(value: &str) -> Result<String, String> {
+    let role = if value.contains("://") {
+        let config: postgres::Config = value
+            .parse()
+            .map_err(|_| "not a valid postgres:// URL".to_string())?;
+        config
+            .get_user()
+            .ok_or_else(|| "the URL names no user".to_string())?
+            .to_string()
+    } else {
+        value.to_string()
+    };
+    if role.is_empty() || role.len() > 63 {
+        return Err("a role name has 1 to 63 bytes".into());
+    }
+    Ok(role)
 }
 
 impl Cli {
@@ -134,10 +172,43 @@ mod tests {
                 "--batch-max-records",
             ),
             (&["w"], "--database-url"),
+            (
+                &["w", "--database-url", "u", "--grant-loader", "shop_loader"],
+                "--migrate-only",
+            ),
         ];
         for (args, needle) in cases {
             let err = Cli::try_parse_from(*args).err().expect("must fail").to_string();
             assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn roles_come_from_names_or_the_user_of_a_url() {
+        let long = "x".repeat(64);
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("shop_loader", Ok("shop_loader")),
+            ("Mixed Case", Ok("Mixed Case")),
+            (
+                "postgres://loader:s3cret@db:5432/shop?sslmode=require",
+                Ok("loader"),
+            ),
+            ("postgresql://reader@db/shop", Ok("reader")),
+            ("postgres://db/shop", Err("names no user")),
+            ("postgres://loader:s3cret@db:notaport/shop", Err("not a valid")),
+            ("", Err("1 to 63 bytes")),
+            (long.as_str(), Err("1 to 63 bytes")),
+        ];
+        for (value, want) in cases {
+            let got = role_of(value);
+            match (want, &got) {
+                (Ok(role), Ok(r)) => assert_eq!(r, role, "{value}"),
+                (Err(needle), Err(e)) => {
+                    assert!(e.contains(needle), "{value}: {e}");
+                    assert!(!e.contains("s3cret"), "the error must not echo the value: {e}");
+                }
+                _ => panic!("{value}: got {got:?}"),
+            }
         }
     }
 }

@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reader_grants",
         sql: include_str!("../migrations/0012_reader_grants.sql"),
     },
+    Migration {
+        version: 13,
+        name: "loader_grants",
+        sql: include_str!("../migrations/0013_loader_grants.sql"),
+    },
 ];
 
 /// Advisory lock class for Shopstream migrations (`pg_advisory_xact_lock(class, hashtext(schema))`).
@@ -99,6 +104,14 @@ pub enum MigrateError {
         found: String,
         expected: String,
     },
+    #[error(
+        "this role may not migrate schema {schema} ({step}); run `shopstream-worker --migrate-only` with the schema owner's credentials (README \"Security\"): {source}"
+    )]
+    NotPermitted {
+        schema: String,
+        step: String,
+        source: postgres::Error,
+    },
     #[error("schema {schema} has migration {version}, newer than this worker knows; upgrade the worker")]
     TooNew { schema: String, version: i32 },
 }
@@ -114,63 +127,53 @@ impl Migration {
 }
 
 /// Apply pending migrations; returns the versions applied by this call.
+///
+/// A schema that is already current is only read, so a role without DDL
+/// rights (the loader, when a migrator role ran the migrations) starts as
+/// well; one that needs a migration it may not run gets
+/// [`MigrateError::NotPermitted`].
 pub fn migrate(client: &mut impl GenericClient, schema: &SchemaName) -> Result<Vec<i32>, MigrateError> {
     let sql_err = |step: &str| {
-        let schema = schema.to_string();
+        let schema = schema.clone();
         let step = step.to_string();
-        move |source| MigrateError::Sql { schema, step, source }
+        move |source: postgres::Error| MigrateError::from_sql(&schema, step, source)
     };
+    if let Some(applied) = applied(client, schema).map_err(sql_err("read applied migrations"))?
+        && pending(schema, &applied)?.is_empty()
+    {
+        return Ok(Vec::new());
+    }
     let mut tx = client.transaction().map_err(sql_err("begin"))?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         &[&LOCK_CLASS, &schema.as_str()],
     )
     .map_err(sql_err("advisory lock"))?;
+    // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
+    // schema exists; a DBA may have made it for the migrator, so ask first.
+    let exists: bool = tx
+        .query_one("SELECT to_regnamespace($1) IS NOT NULL", &[&schema.quoted()])
+        .map_err(sql_err("look up the schema"))?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))
+            .map_err(sql_err("create schema"))?;
+    }
     tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+        "CREATE TABLE IF NOT EXISTS {}.schema_migrations (
              version    integer PRIMARY KEY,
              name       text NOT NULL,
              checksum   text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now()
          );",
-        s = schema.quoted()
+        schema.quoted()
     ))
     .map_err(sql_err("migrations table"))?;
-    let applied: Vec<(i32, String)> = tx
-        .query(
-            &format!(
-                "SELECT version, checksum FROM {}.schema_migrations ORDER BY version",
-                schema.quoted()
-            ),
-            &[],
-        )
+    let applied = applied(&mut tx, schema)
         .map_err(sql_err("read applied migrations"))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    if let Some((version, _)) = applied
-        .iter()
-        .find(|(v, _)| !MIGRATIONS.iter().any(|m| m.version == *v))
-    {
-        return Err(MigrateError::TooNew {
-            schema: schema.to_string(),
-            version: *version,
-        });
-    }
+        .unwrap_or_default();
     let mut newly = Vec::new();
-    for m in MIGRATIONS {
-        if let Some((_, found)) = applied.iter().find(|(v, _)| *v == m.version) {
-            if *found != m.checksum() {
-                return Err(MigrateError::Checksum {
-                    schema: schema.to_string(),
-                    version: m.version,
-                    found: found.clone(),
-                    expected: m.checksum(),
-                });
-            }
-            continue;
-        }
+    for m in pending(schema, &applied)? {
         let step = format!("migration {} ({})", m.version, m.name);
         tx.batch_execute(&m.render(schema)).map_err(sql_err(&step))?;
         tx.execute(
@@ -185,6 +188,98 @@ pub fn migrate(client: &mut impl GenericClient, schema: &SchemaName) -> Result<V
     }
     tx.commit().map_err(sql_err("commit"))?;
     Ok(newly)
+}
+
+/// The applied versions and checksums; `None` when the schema has no
+/// migrations table yet.
+fn applied(
+    client: &mut impl GenericClient,
+    schema: &SchemaName,
+) -> Result<Option<Vec<(i32, String)>>, postgres::Error> {
+    let table = format!("{}.schema_migrations", schema.quoted());
+    let present: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+        .get(0);
+    if !present {
+        return Ok(None);
+    }
+    let rows = client.query(
+        &format!("SELECT version, checksum FROM {table} ORDER BY version"),
+        &[],
+    )?;
+    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+}
+
+/// The migrations still to apply, after checking the applied ones are ours
+/// and unchanged.
+fn pending(schema: &SchemaName, applied: &[(i32, String)]) -> Result<Vec<&'static Migration>, MigrateError> {
+    if let Some((version, _)) = applied
+        .iter()
+        .find(|(v, _)| !MIGRATIONS.iter().any(|m| m.version == *v))
+    {
+        return Err(MigrateError::TooNew {
+            schema: schema.to_string(),
+            version: *version,
+        });
+    }
+    let mut todo = Vec::new();
+    for m in MIGRATIONS {
+        match applied.iter().find(|(v, _)| *v == m.version) {
+            Some((_, found)) if *found != m.checksum() => {
+                return Err(MigrateError::Checksum {
+                    schema: schema.to_string(),
+                    version: m.version,
+                    found: found.clone(),
+                    expected: m.checksum(),
+                });
+            }
+            Some(_) => {}
+            None => todo.push(m),
+        }
+    }
+    Ok(todo)
+}
+
+/// Give roles their rights on the schema (migrations 0012 and 0013); run by
+/// the schema's owner after [`migrate`].
+pub fn grant(
+    client: &mut impl GenericClient,
+    schema: &SchemaName,
+    role: &str,
+    kind: Grant,
+) -> Result<(), MigrateError> {
+    let function = match kind {
+        Grant::Loader => "grant_loader",
+        Grant::Reader => "grant_reader",
+    };
+    client
+        .execute(
+            &format!(
+                "SELECT {}.{function}(quote_ident($1::text)::regrole)",
+                schema.quoted()
+            ),
+            &[&role],
+        )
+        .map(|_| ())
+        .map_err(|source| MigrateError::from_sql(schema, format!("{function}({role})"), source))
+}
+
+/// Which rights [`grant`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Loader,
+    Reader,
+}
+
+impl MigrateError {
+    fn from_sql(schema: &SchemaName, step: String, source: postgres::Error) -> Self {
+        let schema = schema.to_string();
+        if source.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+            MigrateError::NotPermitted { schema, step, source }
+        } else {
+            MigrateError::Sql { schema, step, source }
+        }
+    }
 }
 
 #[cfg(test)]

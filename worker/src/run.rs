@@ -45,9 +45,15 @@ pub enum WorkerError {
     Http(#[from] http::HttpError),
     #[error("the loading thread failed: {0}")]
     Thread(String),
+    /// The value is not shown: it may be a connection URL with a password.
+    #[error("--{flag}: {reason}")]
+    Role { flag: &'static str, reason: String },
 }
 
 pub async fn run(cli: Cli) -> Result<(), WorkerError> {
+    if cli.migrate_only {
+        return migrate_only(cli).await;
+    }
     let instance = cli.instance();
     let group = cli.group();
     let db_settings = cli
@@ -196,28 +202,75 @@ fn load(
     Ok(())
 }
 
-/// Keep trying to reach the warehouse (it may start after us); a migration
-/// that fails for a reason other than connectivity is fatal.
-fn connect_and_migrate(
-    settings: &DbSettings,
-    cli: &Cli,
-    shared: &Shared,
-    stop: &StopFlag,
-) -> Result<Option<Db>, WorkerError> {
+/// `--migrate-only`: migrate the schema and hand out the grants, then exit
+/// (the init container of the worker pods, run as the schema's owner).
+async fn migrate_only(cli: Cli) -> Result<(), WorkerError> {
+    // Check the role flags before touching the warehouse.
+    let grants = [
+        ("grant-loader", &cli.grant_loader, migrate::Grant::Loader),
+        ("grant-reader", &cli.grant_reader, migrate::Grant::Reader),
+    ]
+    .into_iter()
+    .filter_map(|(flag, value, kind)| value.as_deref().map(|v| (flag, v, kind)))
+    .map(|(flag, value, kind)| {
+        crate::cli::role_of(value)
+            .map(|role| (role, kind))
+            .map_err(|reason| WorkerError::Role { flag, reason })
+    })
+    .collect::<Result<Vec<_>, _>>()?;
+    let settings = cli
+        .database
+        .settings(&format!("shopstream-migrate:{}", cli.schema))?;
+    let stop = StopFlag::new();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    {
+        let stop = stop.clone();
+        // The sync PostgreSQL client runs (and is dropped) on its own thread,
+        // not on the async runtime.
+        let work = move || -> Result<(), WorkerError> {
+            let Some(mut client) = connect(&settings, &stop)? else {
+                return Ok(());
+            };
+            let applied = migrate::migrate(&mut client, &cli.schema)?;
+            for (role, kind) in &grants {
+                migrate::grant(&mut client, &cli.schema, role, *kind)?;
+            }
+            tracing::info!(
+                schema = %cli.schema, versions = ?applied,
+                grants = ?grants.iter().map(|(r, k)| format!("{k:?}:{r}")).collect::<Vec<_>>(),
+                "schema current"
+            );
+            Ok(())
+        };
+        std::thread::Builder::new()
+            .name("migrate".into())
+            .spawn(move || {
+                let _ = done_tx.send(work());
+            })
+            .map_err(|e| WorkerError::Thread(e.to_string()))?;
+    }
+    tokio::select! {
+        res = done_rx => res.map_err(|_| WorkerError::Thread("panicked".into()))?,
+        sig = shutdown::signalled() => {
+            // A migration in flight rolls back with its transaction.
+            tracing::info!(signal = sig, "stopping before the schema is current");
+            stop.set();
+            Ok(())
+        }
+    }
+}
+
+/// Keep trying to reach the warehouse (it may start after us); `None` once
+/// asked to stop. A refused certificate or login is fatal.
+fn connect(settings: &DbSettings, stop: &StopFlag) -> Result<Option<postgres::Client>, WorkerError> {
     let mut retry = Retry::new();
     loop {
         if stop.is_set() {
             return Ok(None);
         }
         match settings.connect() {
-            Ok(mut client) => {
-                let applied = migrate::migrate(&mut client, &cli.schema)?;
-                if !applied.is_empty() {
-                    tracing::info!(schema = %cli.schema, versions = ?applied, "migrations applied");
-                }
-                shared.migrated.store(true, Ordering::SeqCst);
-                return Ok(Some(Db::prepare(client, &cli.schema)?));
-            }
+            Ok(client) => return Ok(Some(client)),
+            Err(e) if e.is_refusal() => return Err(e.into()),
             Err(e) => {
                 let wait = retry.failed();
                 tracing::warn!(error = %chain(&e), retry_in = ?wait, "warehouse unreachable at start-up");
@@ -227,4 +280,23 @@ fn connect_and_migrate(
             }
         }
     }
+}
+
+/// Connect (retrying) and migrate; a migration that fails for a reason other
+/// than connectivity is fatal.
+fn connect_and_migrate(
+    settings: &DbSettings,
+    cli: &Cli,
+    shared: &Shared,
+    stop: &StopFlag,
+) -> Result<Option<Db>, WorkerError> {
+    let Some(mut client) = connect(settings, stop)? else {
+        return Ok(None);
+    };
+    let applied = migrate::migrate(&mut client, &cli.schema)?;
+    if !applied.is_empty() {
+        tracing::info!(schema = %cli.schema, versions = ?applied, "migrations applied");
+    }
+    shared.migrated.store(true, Ordering::SeqCst);
+    Ok(Some(Db::prepare(client, &cli.schema)?))
 }

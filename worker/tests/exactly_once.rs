@@ -1766,3 +1766,190 @@ async fn an_order_and_its_completion_loaded_at_once_by_two_workers_end_completed
     .await;
     assert_eq!(status, "completed");
 }
+
+/// Three login roles for one scenario, as a DBA would make them: the
+/// migrator may create schemas in the database; the loader and the reader
+/// start with nothing. Dropped with all they own or were granted.
+struct Roles {
+    migrator: String,
+    loader: String,
+    reader: String,
+}
+
+impl Roles {
+    fn create(schema: &str) -> Self {
+        let roles = Self {
+            migrator: format!("{schema}_migrator"),
+            loader: format!("{schema}_loader"),
+            reader: format!("{schema}_reader"),
+        };
+        let db = database_config().get_dbname().unwrap_or("postgres").to_string();
+        pg().batch_execute(&format!(
+            "CREATE ROLE {m} LOGIN PASSWORD 'migrator-pw'; CREATE ROLE {l} LOGIN PASSWORD 'loader-pw';
+             CREATE ROLE {r} LOGIN PASSWORD 'reader-pw'; GRANT CREATE ON DATABASE \"{db}\" TO {m};",
+            m = roles.migrator,
+            l = roles.loader,
+            r = roles.reader,
+        ))
+        .unwrap();
+        roles
+    }
+
+    /// The test database's URL with this role and password.
+    fn url(role: &str, password: &str) -> String {
+        let base = database_config();
+        let host = match &base.get_hosts()[0] {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        format!(
+            "postgres://{role}:{password}@{host}:{}/{}",
+            base.get_ports().first().copied().unwrap_or(5432),
+            base.get_dbname().unwrap_or("postgres")
+        )
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return; // kept with the schema for inspection
+        }
+        let sql = format!(
+            "DROP OWNED BY {m}, {l}, {r} CASCADE; DROP ROLE {m}, {l}, {r};",
+            m = self.migrator,
+            l = self.loader,
+            r = self.reader
+        );
+        let _ = std::thread::spawn(move || pg().batch_execute(&sql)).join();
+    }
+}
+
+fn database_config() -> postgres::Config {
+    database_url().parse().expect("a valid test database URL")
+}
+
+/// Run `statements` as the role of `url`; each must be refused for want of
+/// privilege (SQLSTATE 42501), not for any other reason.
+fn assert_refused(url: &str, statements: &[String]) {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    for sql in statements {
+        let err = c.batch_execute(sql).expect_err(sql);
+        assert_eq!(
+            err.code(),
+            Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {err:?}"
+        );
+    }
+}
+
+/// Least privilege: the schema's owner migrates and grants in one
+/// `--migrate-only` run (the worker pods' init container); the workers then
+/// load as a role with DML only, exactly as the superuser would, and can
+/// neither change the schema nor forge a migration; the reader only reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_load_exactly_as_a_role_with_only_the_loader_grants() {
+    let sc = Scenario::new("w_roles", 2).await;
+    let s = sc.schema.name.clone();
+    let roles = {
+        let s = s.clone();
+        blocking(move || Roles::create(&s)).await
+    };
+    let migrator_url = Roles::url(&roles.migrator, "migrator-pw");
+    let loader_url = Roles::url(&roles.loader, "loader-pw");
+    let reader_url = Roles::url(&roles.reader, "reader-pw");
+    let worker = env!("CARGO_BIN_EXE_shopstream-worker");
+    let run = move |args: Vec<String>| {
+        blocking(move || {
+            Command::new(worker)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("RUST_LOG", "info")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+
+    // The loader cannot create the schema: it is told who must.
+    let out = run(vec![
+        "--database-url".into(),
+        loader_url.clone(),
+        "--schema".into(),
+        s.clone(),
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("may not migrate schema")
+            && err.contains("--migrate-only")
+            && err.contains("permission denied"),
+        "{err}"
+    );
+
+    // The owner migrates and grants; a second run finds nothing to do.
+    for _ in 0..2 {
+        let out = run(vec![
+            "--migrate-only".into(),
+            "--database-url".into(),
+            migrator_url.clone(),
+            "--schema".into(),
+            s.clone(),
+            "--grant-loader".into(),
+            loader_url.clone(),
+            "--grant-reader".into(),
+            roles.reader.clone(),
+        ])
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("schema current"), "{err}");
+        assert!(
+            !err.contains("loader-pw") && !err.contains("migrator-pw"),
+            "no password in the log: {err}"
+        );
+    }
+
+    let summary = sc.produce(20_000, 0, LIFECYCLE).await;
+    let _w1 = sc.worker_with("w1", &["--database-url", &loader_url]);
+    let _w2 = sc.worker_with("w2", &["--database-url", &loader_url]);
+    sc.wait_loaded(summary.messages_total).await;
+    assert_eq!(sc.totals().await, expected(&summary, 1));
+    assert_rollups_match_facts(&s).await;
+
+    let (loader, reader, owner) = (loader_url.clone(), reader_url.clone(), roles.migrator.clone());
+    let facts: i64 = blocking(move || {
+        assert_refused(
+            &loader,
+            &[
+                format!("CREATE TABLE \"{s}\".intruder (a int)"),
+                format!("ALTER TABLE \"{s}\".fact_sales ADD COLUMN intruder int"),
+                format!("DROP TABLE \"{s}\".dead_letter"),
+                format!("TRUNCATE \"{s}\".fact_sales"),
+                format!("INSERT INTO \"{s}\".schema_migrations (version, name, checksum) VALUES (99, 'forged', 'x')"),
+                format!("DELETE FROM \"{s}\".schema_migrations"),
+                format!("SELECT \"{s}\".grant_reader('{owner}')"),
+                format!("CREATE SCHEMA \"{s}_intruder\""),
+            ],
+        );
+        assert_refused(
+            &reader,
+            &[
+                format!("INSERT INTO \"{s}\".dead_letter (topic) VALUES ('x')"),
+                format!("DELETE FROM \"{s}\".fact_sales"),
+                format!("UPDATE \"{s}\".ingest_offsets SET next_offset = 0"),
+                format!("CREATE TABLE \"{s}\".intruder (a int)"),
+            ],
+        );
+        postgres::Client::connect(&reader, postgres::NoTls)
+            .unwrap()
+            .query_one(&format!("SELECT count(*) FROM \"{s}\".fact_sales"), &[])
+            .unwrap()
+            .get(0)
+    })
+    .await;
+    assert_eq!(facts, summary.order_lines as i64, "the reader sees every fact");
+    drop((_w1, _w2));
+    drop(roles);
+}

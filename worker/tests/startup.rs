@@ -145,3 +145,54 @@ fn bad_flags_are_usage_errors_without_echoing_secrets() {
     assert!(err.contains("invalid database URL"), "{err}");
     assert!(!err.contains("topsecret"), "{err}");
 }
+
+/// TLS to the warehouse with `sslmode=verify-full` and the CA file: the
+/// server's certificate (for `localhost`, from the CA dev-deps.sh made) is
+/// accepted; a wrong CA or a host name the certificate does not name is
+/// refused with the reason, before anything is sent.
+#[test]
+fn verify_full_accepts_the_warehouse_and_refuses_a_wrong_ca_or_host() {
+    let schema = TestSchema::new("w_tls");
+    let wrong_ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(wrong_ca.path(), shopstream_testkit::foreign_ca_pem()).unwrap();
+    let ca = shopstream_testkit::database_ca_file();
+    let wrong = wrong_ca.path().display().to_string();
+    let run = |host: &str, ca: &str| {
+        worker()
+            .env("RUST_LOG", "info")
+            .env(
+                "SHOPSTREAM_DATABASE_URL",
+                shopstream_testkit::database_url_via(host, "sslmode=verify-full"),
+            )
+            .args([
+                "--migrate-only",
+                "--schema",
+                &schema.name,
+                "--database-ca-file",
+                ca,
+            ])
+            .output()
+            .unwrap()
+    };
+    // (host, CA, succeeds, what the error says)
+    let cases = [
+        ("localhost", ca.as_str(), true, ""),
+        ("localhost", wrong.as_str(), false, "certificate verify failed"),
+        ("127.0.0.1", ca.as_str(), false, "ip address mismatch"),
+    ];
+    for (host, ca, ok, needle) in cases {
+        let out = run(host, ca);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{host} with {ca}: {err}");
+        assert!(
+            err.to_lowercase().contains(needle) && (ok || err.contains("cannot connect to PostgreSQL")),
+            "{host} with {ca}: {err}"
+        );
+    }
+    // The connection that succeeded used TLS: the schema it migrated exists.
+    let exists: bool = pg()
+        .query_one("SELECT to_regnamespace($1) IS NOT NULL", &[&schema.name])
+        .unwrap()
+        .get(0);
+    assert!(exists);
+}

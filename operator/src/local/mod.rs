@@ -40,6 +40,8 @@ pub enum LocalError {
     SecretMissing { name: String, key: String, var: String },
     #[error("cannot run the Deployment locally: {0}")]
     Translate(String),
+    #[error("an init container did not succeed: {0}")]
+    Init(String),
     #[error("Kafka: {0}")]
     Kafka(#[from] shopstream_common::kafka::KafkaError),
     #[error("warehouse: {0}")]

@@ -6,16 +6,17 @@
 //! only how counts are applied (child processes) and observed (the process
 //! table).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 use shopstream_common::pg::DbSettings;
 use shopstream_model::{LoadProfile, Pipeline, SchemaName};
 
 use super::secrets::SecretStore;
-use super::supervisor::Supervisor;
+use super::supervisor::{self, Supervisor};
 use super::translate::{self, Placement, ProcessSpec};
 use super::{LocalError, LocalSettings, Outcome, audit, clock, logwatch, say, table};
 use crate::builders::{self, Component};
@@ -35,14 +36,32 @@ struct Launcher {
 }
 
 impl Launcher {
-    fn process(&self, kind: Component, slot: usize) -> Result<ProcessSpec, LocalError> {
-        let d = match kind {
+    fn deployment(&self, kind: Component) -> Deployment {
+        match kind {
             Component::Generator => {
                 builders::generator_deployment(&self.p, 1, "local", Some(self.started_at))
             }
             Component::Worker => builders::worker_deployment(&self.p, 1, "local"),
             Component::Dashboard => builders::dashboard_deployment(&self.p, "local"),
-        };
+        }
+    }
+
+    fn init_processes(&self, kind: Component) -> Result<Vec<ProcessSpec>, LocalError> {
+        translate::init_processes(
+            &self.deployment(kind),
+            &self.secrets,
+            &Placement {
+                bin_dir: &self.bin_dir,
+                run_dir: &self.run_dir,
+                run_id: &self.run_id,
+                slot: 0,
+                metrics_port: 0,
+            },
+        )
+    }
+
+    fn process(&self, kind: Component, slot: usize) -> Result<ProcessSpec, LocalError> {
+        let d = self.deployment(kind);
         // The dashboard gets the port people will open; the rest any free one.
         let port = match kind {
             Component::Dashboard => self
@@ -102,7 +121,6 @@ impl LocalRun {
         let p = super::load_pipeline(&settings.file)?;
         let name = p.metadata.name.clone().unwrap_or_default();
         let secrets = SecretStore::load(settings.secrets.as_deref())?;
-        let src = Sources::open(&p, &secrets).await?;
         let run_dir = match &settings.run_dir {
             Some(d) => d.clone(),
             None => std::env::temp_dir().join(format!(
@@ -118,6 +136,7 @@ impl LocalRun {
                 source,
             })?;
         }
+        let src = Sources::open(&p, &secrets, &run_dir).await?;
         let bin_dir = settings.bin_dir.clone().unwrap_or_else(super::default_bin_dir);
         say(&format!(
             "pipeline {name}: schema {}, group {}; binaries from {}; logs in {}",
@@ -164,6 +183,15 @@ impl LocalRun {
             plan: None,
             settings,
         };
+        // The workers' init container (the migrator, when the Pipeline names
+        // one) runs once before any worker or the dashboard starts.
+        for init in run.launcher.init_processes(Component::Worker)? {
+            say(&format!("{}: running", init.name));
+            let logs = logs.clone();
+            tokio::task::spawn_blocking(move || supervisor::run_to_end(&init, &logs))
+                .await
+                .map_err(|e| LocalError::Init(e.to_string()))??;
+        }
         let spec = &run.launcher.p.spec;
         if spec.dashboard.enabled && !spec.paused {
             let launcher = &run.launcher;
@@ -452,13 +480,28 @@ impl Applier for Processes<'_> {
 
 impl Sources {
     /// Connect, ensure the topic, and note where it ends now.
-    async fn open(p: &Pipeline, secrets: &SecretStore) -> Result<Self, LocalError> {
+    async fn open(p: &Pipeline, secrets: &SecretStore, run_dir: &Path) -> Result<Self, LocalError> {
         let spec = &p.spec;
         let access = super::kafka_access(&spec.kafka, secrets)?;
         let schema =
             SchemaName::parse(&spec.warehouse.schema).map_err(|e| LocalError::Invalid(e.to_string()))?;
+        // The runtime reads offsets and audits as the workers' role, verifying
+        // the server as they do.
+        let ca_file = match &spec.warehouse.ca_secret_ref {
+            Some(ca) => {
+                let path = run_dir.join("warehouse-ca.crt");
+                std::fs::write(&path, secrets.get(&ca.name, &ca.key)?).map_err(|source| {
+                    LocalError::RunDir {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })?;
+                Some(path.display().to_string())
+            }
+            None => None,
+        };
         let w = &spec.warehouse.connection_secret_ref;
-        let db = DbSettings::parse(&secrets.get(&w.name, &w.key)?, "shopstream-local", None)?;
+        let db = DbSettings::parse(&secrets.get(&w.name, &w.key)?, "shopstream-local", ca_file)?;
         let topic = p.topic();
         let kafka = RdKafkaOps::new(Duration::from_secs(10));
         let change = kafka

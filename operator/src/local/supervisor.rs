@@ -191,12 +191,64 @@ impl Supervisor {
     }
 }
 
+/// Run an init container's process to its end (its output in its log);
+/// a failure names the process and its last log lines.
+pub fn run_to_end(spec: &ProcessSpec, log_dir: &Path) -> Result<(), LocalError> {
+    let log = log_dir.join(format!("{}.log", spec.name));
+    let status = command(spec, log_dir)
+        .and_then(|mut cmd| cmd.status())
+        .map_err(|e| {
+            LocalError::Init(format!(
+                "{}: cannot run {}: {e}",
+                spec.name,
+                spec.program.display()
+            ))
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = text
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(LocalError::Init(format!(
+        "{} failed ({status}); see {}: {}",
+        spec.name,
+        log.display(),
+        tail.join(" | ")
+    )))
+}
+
 fn start(
     spec: &ProcessSpec,
     incarnation: u32,
     log_dir: &Path,
     summary_dir: Option<&Path>,
 ) -> Result<Child, std::io::Error> {
+    let mut cmd = command(spec, log_dir)?;
+    if incarnation > 0 {
+        // A restarted process is a new pod: a new name, so a generator does
+        // not replay the event ids of the run that crashed.
+        cmd.env(envvar::INSTANCE, format!("{}.{incarnation}", spec.name));
+    }
+    if let Some(dir) = summary_dir {
+        std::fs::create_dir_all(dir)?;
+        cmd.env(
+            envvar::SUMMARY_FILE,
+            dir.join(format!("{}-{incarnation}.json", spec.name)),
+        );
+    }
+    cmd.spawn()
+}
+
+/// The process of `spec`: its files written, its environment alone, its
+/// output appended to its log.
+fn command(spec: &ProcessSpec, log_dir: &Path) -> Result<Command, std::io::Error> {
     for (path, content) in &spec.files {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -220,17 +272,5 @@ fn start(
     if let Ok(filter) = std::env::var("RUST_LOG") {
         cmd.env("RUST_LOG", filter);
     }
-    if incarnation > 0 {
-        // A restarted process is a new pod: a new name, so a generator does
-        // not replay the event ids of the run that crashed.
-        cmd.env(envvar::INSTANCE, format!("{}.{incarnation}", spec.name));
-    }
-    if let Some(dir) = summary_dir {
-        std::fs::create_dir_all(dir)?;
-        cmd.env(
-            envvar::SUMMARY_FILE,
-            dir.join(format!("{}-{incarnation}.json", spec.name)),
-        );
-    }
-    cmd.spawn()
+    Ok(cmd)
 }

@@ -6,7 +6,10 @@
 //!   [`SecretStore`]; the `metadata.name` field ref becomes the replica's name;
 //! - Secret volumes become files under the run directory, and env values
 //!   pointing into their mount paths are rewritten to match;
-//! - every replica gets its own port on 127.0.0.1 (metrics, or the dashboard's page).
+//! - every replica gets its own port on 127.0.0.1 (metrics, or the dashboard's page);
+//! - init containers run, translated the same way, to completion before the
+//!   first replica starts (the runtime's processes share one machine, so once
+//!   stands for every pod).
 //!
 //! Anything else in a pod spec has no local meaning and is ignored
 //! (resources, probes, scheduling, security context).
@@ -16,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
 
 use super::LocalError;
 use super::secrets::SecretStore;
@@ -68,11 +71,40 @@ pub fn translate(
         .containers
         .first()
         .ok_or_else(|| LocalError::Translate(format!("{deployment} has no container")))?;
+    translate_container(pod, container, name, secrets, at)
+}
+
+/// The pod's init containers, in order, as processes to run to completion
+/// before the first replica starts (`<pod>-<container>`).
+pub fn init_processes(
+    d: &Deployment,
+    secrets: &SecretStore,
+    at: &Placement<'_>,
+) -> Result<Vec<ProcessSpec>, LocalError> {
+    let deployment = d.metadata.name.clone().unwrap_or_default();
+    let pod = pod_spec(d)?;
+    pod.init_containers
+        .iter()
+        .flatten()
+        .map(|c| {
+            let name = format!("{deployment}-{}-{}-{}", at.run_id, at.slot, c.name);
+            translate_container(pod, c, name, secrets, at)
+        })
+        .collect()
+}
+
+fn translate_container(
+    pod: &PodSpec,
+    container: &Container,
+    name: String,
+    secrets: &SecretStore,
+    at: &Placement<'_>,
+) -> Result<ProcessSpec, LocalError> {
     let command = container
         .command
         .as_ref()
         .and_then(|c| c.first())
-        .ok_or_else(|| LocalError::Translate(format!("{deployment}: the container has no command")))?;
+        .ok_or_else(|| LocalError::Translate(format!("{name}: the container has no command")))?;
     let program = at.bin_dir.join(command);
 
     // Secret volumes -> files; remember where each mount went.
@@ -84,7 +116,7 @@ pub fn translate(
         };
         let Some(secret) = &volume.secret else {
             return Err(LocalError::Translate(format!(
-                "{deployment}: volume {} is not a Secret; only Secret volumes run locally",
+                "{name}: volume {} is not a Secret; only Secret volumes run locally",
                 volume.name
             )));
         };

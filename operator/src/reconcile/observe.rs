@@ -11,7 +11,7 @@ use super::dereference::Clock;
 use super::desired::Desired;
 use super::scale;
 use crate::builders::{self, Component};
-use crate::status::{GeneratorView, Rollout, Seen, TopicState, WorkersView};
+use crate::status::{GeneratorView, Roles, Rollout, Seen, TopicState, WorkersView};
 
 /// What a pass that applied `desired` saw.
 pub(super) fn seen(
@@ -27,6 +27,7 @@ pub(super) fn seen(
     let plan = &desired.plan;
     let workers = &desired.workers;
     Seen {
+        roles: Roles::of(&p.spec),
         dashboard: applied.dashboard,
         generation: p.metadata.generation,
         paused: p.spec.paused,
@@ -72,6 +73,7 @@ pub(super) fn unavailable_view(p: &Pipeline, topic: TopicState) -> Seen {
     let g = prev.and_then(|s| s.generator.clone()).unwrap_or_default();
     let w = prev.and_then(|s| s.workers.clone()).unwrap_or_default();
     Seen {
+        roles: Roles::of(&p.spec),
         dashboard: prev.and_then(|s| s.dashboard.clone()),
         generation: p.metadata.generation,
         paused: p.spec.paused,

@@ -12,6 +12,9 @@ pub enum Kind {
     GeneratorReady,
     WorkersReady,
     Scaling,
+    /// Informational: whether each component holds only the warehouse rights
+    /// it needs; not part of Ready.
+    LeastPrivilege,
 }
 
 impl Kind {
@@ -22,6 +25,7 @@ impl Kind {
             Kind::GeneratorReady => "GeneratorReady",
             Kind::WorkersReady => "WorkersReady",
             Kind::Scaling => "Scaling",
+            Kind::LeastPrivilege => "LeastPrivilege",
         }
     }
 }
@@ -49,6 +53,9 @@ pub enum Reason {
     ScalingDown,
     Stable,
     AutoscalingDisabled,
+    // LeastPrivilege
+    SeparateRoles,
+    SharedCredentials,
 }
 
 impl Reason {
@@ -70,6 +77,8 @@ impl Reason {
             Reason::ScalingDown => "ScalingDown",
             Reason::Stable => "Stable",
             Reason::AutoscalingDisabled => "AutoscalingDisabled",
+            Reason::SeparateRoles => "SeparateRoles",
+            Reason::SharedCredentials => "SharedCredentials",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The Pipeline's status as a pure function of what the reconciler saw:
 //! phase, the standard conditions (Ready, TopicReady, GeneratorReady,
-//! WorkersReady, Scaling) with reasons and messages, and per-component
+//! WorkersReady, Scaling, LeastPrivilege) with reasons and messages, and per-component
 //! figures. A condition keeps its lastTransitionTime until its status flips.
 
 use chrono::{DateTime, Utc};
@@ -84,7 +84,27 @@ pub struct WorkersView {
     pub last_scale: Option<(DateTime<Utc>, String)>,
 }
 
+/// Which warehouse credentials the Pipeline keeps apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// The dashboard runs, so it needs credentials of its own.
+    pub dashboard: bool,
+    pub reader: bool,
+    pub migrator: bool,
+}
+
+impl Roles {
+    pub fn of(spec: &shopstream_model::pipeline::PipelineSpec) -> Self {
+        Roles {
+            dashboard: spec.dashboard.enabled,
+            reader: spec.warehouse.reader_secret_ref.is_some(),
+            migrator: spec.warehouse.migrator_secret_ref.is_some(),
+        }
+    }
+}
+
 pub struct Seen {
+    pub roles: Roles,
     pub dashboard: Option<shopstream_model::pipeline::DashboardStatus>,
     pub generation: Option<i64>,
     pub paused: bool,
@@ -125,14 +145,55 @@ pub fn unreachable(previous: Option<&PipelineStatus>, seen: &Seen, now: &Time) -
     status
 }
 
-/// Ready, TopicReady, GeneratorReady, WorkersReady, Scaling, in that order.
-fn verdicts(seen: &Seen) -> [Verdict; 5] {
+/// Ready, TopicReady, GeneratorReady, WorkersReady, Scaling, LeastPrivilege,
+/// in that order.
+fn verdicts(seen: &Seen) -> [Verdict; 6] {
     let topic = topic_verdict(&seen.topic);
     let generator = generator_verdict(&seen.generator);
     let w = &seen.workers;
     let workers = rollout_verdict(Kind::WorkersReady, "workers", w.desired, w.rollout);
     let ready = ready_verdict(seen.paused, [&topic, &generator, &workers]);
-    [ready, topic, generator, workers, scaling_verdict(w)]
+    [
+        ready,
+        topic,
+        generator,
+        workers,
+        scaling_verdict(w),
+        privilege_verdict(seen.roles),
+    ]
+}
+
+/// What still shares credentials, and the field that would separate it.
+fn privilege_verdict(roles: Roles) -> Verdict {
+    let mut shared = Vec::new();
+    if roles.dashboard && !roles.reader {
+        shared.push("the dashboard reads with the workers' credentials (set warehouse.readerSecretRef)");
+    }
+    if !roles.migrator {
+        shared.push(
+            "the workers run the migrations, so their role may change the schema (set warehouse.migratorSecretRef)",
+        );
+    }
+    if shared.is_empty() {
+        let reader = if roles.dashboard {
+            "the dashboard only reads; "
+        } else {
+            ""
+        };
+        Verdict::new(
+            Kind::LeastPrivilege,
+            true,
+            Reason::SeparateRoles,
+            format!("{reader}the migrator owns the schema; the workers only load"),
+        )
+    } else {
+        Verdict::new(
+            Kind::LeastPrivilege,
+            false,
+            Reason::SharedCredentials,
+            shared.join("; "),
+        )
+    }
 }
 
 /// The one place the phase is decided.
@@ -331,6 +392,7 @@ mod tests {
 
     fn seen(ready_workers: i32) -> Seen {
         Seen {
+            roles: Roles::default(),
             dashboard: None,
             generation: Some(3),
             paused: false,
@@ -460,9 +522,74 @@ mod tests {
         let before = compute(None, &seen(2), &time(1));
         let s = invalid(Some(&before), Some(8), &["bad".into()], &time(50));
         assert_eq!(cond(&s, "Ready").reason, "InvalidSpec");
-        for type_ in ["TopicReady", "GeneratorReady", "WorkersReady", "Scaling"] {
+        for type_ in [
+            "TopicReady",
+            "GeneratorReady",
+            "WorkersReady",
+            "Scaling",
+            "LeastPrivilege",
+        ] {
             assert_eq!(cond(&s, type_), cond(&before, type_), "{type_}");
         }
         assert_eq!(s.conditions.len(), before.conditions.len());
+    }
+
+    #[test]
+    fn least_privilege_names_what_still_shares_credentials() {
+        // (dashboard, reader, migrator) -> (ok, reason, message parts)
+        type Case = ((bool, bool, bool), bool, &'static str, &'static [&'static str]);
+        let cases: &[Case] = &[
+            (
+                (true, true, true),
+                true,
+                "SeparateRoles",
+                &["the dashboard only reads"],
+            ),
+            (
+                (false, false, true),
+                true,
+                "SeparateRoles",
+                &["the workers only load"],
+            ),
+            (
+                (true, false, true),
+                false,
+                "SharedCredentials",
+                &["readerSecretRef"],
+            ),
+            (
+                (false, false, false),
+                false,
+                "SharedCredentials",
+                &["migratorSecretRef"],
+            ),
+            (
+                (true, false, false),
+                false,
+                "SharedCredentials",
+                &["readerSecretRef", "migratorSecretRef"],
+            ),
+        ];
+        for &((dashboard, reader, migrator), ok, reason, parts) in cases {
+            let mut s = seen(3);
+            s.roles = Roles {
+                dashboard,
+                reader,
+                migrator,
+            };
+            let st = compute(None, &s, &time(1));
+            let c = cond(&st, "LeastPrivilege");
+            assert_eq!(
+                (c.status == "True", c.reason.as_str()),
+                (ok, reason),
+                "{:?}",
+                s.roles
+            );
+            for part in parts {
+                assert!(c.message.contains(part), "{:?}: {}", s.roles, c.message);
+            }
+            // Informational: it never makes the Pipeline less than Running.
+            assert_eq!(st.phase, Some(Phase::Running), "{:?}", s.roles);
+        }
     }
 }
