@@ -36,7 +36,15 @@ ALL_ON = {
         "metricsFrom": {"kubernetes.io/metadata.name": "monitoring"},
         "egressTo": [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 9092, "protocol": "TCP"}]}],
     },
-    "examplePipeline": {"enabled": True, "bootstrapServers": "kafka.kafka:9092", "schema": "shop"},
+    "examplePipeline": {
+        "enabled": True,
+        "bootstrapServers": "kafka.kafka:9092",
+        "schema": "shop",
+        "readerSecret": {"name": "warehouse-reader", "key": "url"},
+        "migratorSecret": {"name": "warehouse-owner", "key": "url"},
+        "caSecret": {"name": "warehouse-ca", "key": "ca.crt"},
+        "dashboard": {"enabled": True, "authTokenSecret": {"name": "dashboard-token", "key": "token"}},
+    },
     "imagePullSecrets": [{"name": "registry"}],
     "nodeSelector": {"pool": "system"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}],
@@ -101,6 +109,19 @@ def test_every_optional_feature_renders():
     assert env["SHOPSTREAM_LEADER_ELECTION"] == "true"
     assert env["SHOPSTREAM_LEASE_DURATION"] == "20s"
     assert deployment["spec"]["replicas"] == 2
+
+
+def test_the_example_pipeline_takes_the_least_privilege_secrets():
+    docs, _ = render(ALL_ON)
+    spec = docs_of(docs, "Pipeline")[0]["spec"]
+    assert spec["warehouse"]["readerSecretRef"] == {"name": "warehouse-reader", "key": "url"}
+    assert spec["warehouse"]["migratorSecretRef"] == {"name": "warehouse-owner", "key": "url"}
+    assert spec["warehouse"]["caSecretRef"] == {"name": "warehouse-ca", "key": "ca.crt"}
+    assert spec["dashboard"] == {"enabled": True, "authTokenSecretRef": {"name": "dashboard-token", "key": "token"}}
+    minimal = {"examplePipeline": {"enabled": True}}
+    spec = docs_of(render(minimal)[0], "Pipeline")[0]["spec"]
+    assert set(spec["warehouse"]) == {"connectionSecretRef", "schema"}
+    assert "dashboard" not in spec
 
 
 def test_more_than_one_replica_turns_leader_election_on():
@@ -300,3 +321,20 @@ def test_the_grafana_dashboard_is_well_formed_and_reads_only_warehouse_tables():
             # A bare table name would read whatever search_path finds.
             bare = {m.group(1) for m in re.finditer(r"\b(?:FROM|JOIN)\s+(\w+)\b(?!\.)", sql, re.I)}
             assert not bare & tables, f"{p['title']}: unqualified {bare & tables}"
+
+
+def test_the_dashboard_network_policy_example_admits_only_the_proxy_and_scrapers():
+    doc = yaml.safe_load((ROOT / "examples" / "dashboard-networkpolicy.yaml").read_text())
+    kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    # The labels the operator gives the dashboard pods of Pipeline `shop`
+    # (operator/src/builders.rs, selector_labels), and their one port.
+    dashboard_pod = {
+        "app.kubernetes.io/name": "shopstream",
+        "app.kubernetes.io/instance": "shop",
+        "app.kubernetes.io/component": "dashboard",
+    }
+    selector = doc["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= dashboard_pod.items()
+    (rule,) = doc["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 9100, "protocol": "TCP"}]
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "oauth2-proxy"}}} in rule["from"]

@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::X509;
 use postgres::Client;
 use postgres_openssl::MakeTlsConnector;
 use thiserror::Error;
@@ -56,6 +57,16 @@ impl DbError {
         }
         false
     }
+}
+
+/// The user name of a connection URL (or `key=value` string), parsed as
+/// [`DbSettings::parse`] would; `None` when it names none.
+pub fn user_of(url: &str) -> Result<Option<String>, DbError> {
+    let config: postgres::Config = verification(url)
+        .0
+        .parse()
+        .map_err(|e: postgres::Error| DbError::Url(e.to_string()))?;
+    Ok(config.get_user().map(str::to_string))
 }
 
 /// How the server's certificate is checked.
@@ -133,8 +144,16 @@ pub struct DbSettings {
     config: postgres::Config,
     /// The same settings for async clients (the dashboard's pool).
     async_config: tokio_postgres::Config,
-    ca_file: Option<String>,
+    ca: Option<Ca>,
     verify: Verify,
+}
+
+/// Where the CA bundle comes from.
+#[derive(Clone)]
+enum Ca {
+    File(String),
+    /// PEM text, as the operator reads it from a Secret.
+    Pem(String),
 }
 
 impl fmt::Debug for DbSettings {
@@ -159,9 +178,18 @@ fn session_options(from_url: Option<&str>) -> String {
 
 impl DbSettings {
     pub fn parse(url: &str, application_name: &str, ca_file: Option<String>) -> Result<Self, DbError> {
+        Self::build(url, application_name, ca_file.map(Ca::File))
+    }
+
+    /// The same with the CA bundle as PEM text instead of a file.
+    pub fn parse_with_ca_pem(url: &str, application_name: &str, ca_pem: Option<String>) -> Result<Self, DbError> {
+        Self::build(url, application_name, ca_pem.map(Ca::Pem))
+    }
+
+    fn build(url: &str, application_name: &str, ca: Option<Ca>) -> Result<Self, DbError> {
         let (url, verify) = verification(url);
         let url = url.as_str();
-        if ca_file.is_none() {
+        if ca.is_none() {
             match verify {
                 Verify::Full => return Err(DbError::NoCa("verify-full")),
                 Verify::Chain => return Err(DbError::NoCa("verify-ca")),
@@ -190,7 +218,7 @@ impl DbSettings {
         Ok(Self {
             config,
             async_config,
-            ca_file,
+            ca,
             verify,
         })
     }
@@ -234,14 +262,23 @@ impl DbSettings {
         // As with libpq, without a CA file TLS encrypts but does not
         // authenticate the server (and verify-* refuse to start, in `parse`).
         let mut builder = SslConnector::builder(SslMethod::tls_client())?;
-        match &self.ca_file {
-            Some(ca) => builder.set_ca_file(ca).map_err(|source| DbError::CaFile {
-                path: ca.clone(),
+        match &self.ca {
+            Some(Ca::File(path)) => builder.set_ca_file(path).map_err(|source| DbError::CaFile {
+                path: path.clone(),
                 source,
             })?,
+            Some(Ca::Pem(pem)) => {
+                let certs = X509::stack_from_pem(pem.as_bytes()).map_err(|source| DbError::CaFile {
+                    path: "(from the Secret)".into(),
+                    source,
+                })?;
+                for cert in certs {
+                    builder.cert_store_mut().add_cert(cert)?;
+                }
+            }
             None => builder.set_verify(SslVerifyMode::NONE),
         }
-        let hostname = self.ca_file.is_some() && self.verify != Verify::Chain;
+        let hostname = self.ca.is_some() && self.verify != Verify::Chain;
         let mut tls = MakeTlsConnector::new(builder.build());
         tls.set_callback(move |config, _host| {
             config.set_verify_hostname(hostname);

@@ -29,12 +29,13 @@ pub enum WarehouseError {
 /// batch in flight finds no row to advance and is rolled back.
 pub async fn forget_offsets(
     url: &str,
+    ca_pem: Option<String>,
     schema: &SchemaName,
     group: &str,
     topic: &str,
     timeout: Duration,
 ) -> Result<u64, WarehouseError> {
-    let db = DbSettings::parse(url, "shopstream-operator", None)?;
+    let db = DbSettings::parse_with_ca_pem(url, "shopstream-operator", ca_pem)?;
     let table = schema.table(shopstream_model::warehouse::INGEST_OFFSETS);
     let (group, topic) = (group.to_string(), topic.to_string());
     let work = tokio::task::spawn_blocking(move || -> Result<u64, WarehouseError> {

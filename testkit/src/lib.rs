@@ -324,12 +324,79 @@ pub fn database_ca_file() -> String {
 /// `("localhost", "sslmode=verify-full")`; the user and database stay.
 pub fn database_url_via(host: &str, query: &str) -> String {
     let config: postgres::Config = database_url().parse().expect("a valid test database URL");
+    url_for(config.get_user().unwrap_or("postgres"), None, host, query)
+}
+
+/// The test database's URL as `role` with `password`, via `host` (`query`
+/// may be empty).
+pub fn database_url_as(role: &str, password: &str, host: &str, query: &str) -> String {
+    url_for(role, Some(password), host, query)
+}
+
+fn url_for(user: &str, password: Option<&str>, host: &str, query: &str) -> String {
+    let config: postgres::Config = database_url().parse().expect("a valid test database URL");
+    let password = password.map(|p| format!(":{p}")).unwrap_or_default();
+    let query = if query.is_empty() { String::new() } else { format!("?{query}") };
     format!(
-        "postgres://{}@{host}:{}/{}?{query}",
-        config.get_user().unwrap_or("postgres"),
+        "postgres://{user}{password}@{host}:{}/{}{query}",
         config.get_ports().first().copied().unwrap_or(5432),
         config.get_dbname().unwrap_or("postgres")
     )
+}
+
+/// Three login roles for one test, as a DBA would make them: the migrator
+/// may create schemas in the test database; the loader and the reader start
+/// with nothing (the migrator's `--migrate-only --grant-*` gives them their
+/// rights). Each has its own password, [`WarehouseRoles::password`]. Dropped,
+/// with all they own or were granted, when the test passes.
+pub struct WarehouseRoles {
+    pub migrator: String,
+    pub loader: String,
+    pub reader: String,
+}
+
+impl WarehouseRoles {
+    pub fn create(prefix: &str) -> Self {
+        let roles = Self {
+            migrator: format!("{prefix}_migrator"),
+            loader: format!("{prefix}_loader"),
+            reader: format!("{prefix}_reader"),
+        };
+        let config: postgres::Config = database_url().parse().expect("a valid test database URL");
+        let db = config.get_dbname().unwrap_or("postgres").to_string();
+        let mut sql = String::new();
+        for role in [&roles.migrator, &roles.loader, &roles.reader] {
+            sql.push_str(&format!("CREATE ROLE {role} LOGIN PASSWORD '{}';", Self::password(role)));
+        }
+        sql.push_str(&format!("GRANT CREATE ON DATABASE \"{db}\" TO {};", roles.migrator));
+        // On a thread of its own: callers may be on an async runtime.
+        std::thread::spawn(move || pg().batch_execute(&sql))
+            .join()
+            .expect("role creation")
+            .expect("create the roles");
+        roles
+    }
+
+    /// The role's password: distinct per role and test, so a test can look
+    /// for it in everything a run printed.
+    pub fn password(role: &str) -> String {
+        format!("pw-{role}")
+    }
+}
+
+impl Drop for WarehouseRoles {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return; // kept with the schema for inspection
+        }
+        let sql = format!(
+            "DROP OWNED BY {m}, {l}, {r} CASCADE; DROP ROLE {m}, {l}, {r};",
+            m = self.migrator,
+            l = self.loader,
+            r = self.reader
+        );
+        let _ = std::thread::spawn(move || pg().batch_execute(&sql)).join();
+    }
 }
 
 pub fn pg() -> postgres::Client {

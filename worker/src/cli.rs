@@ -110,13 +110,9 @@ pub struct Cli {
 /// Not a clap value parser: clap's error would echo the value, password and all.
 pub fn role_of(value: &str) -> Result<String, String> {
     let role = if value.contains("://") {
-        let config: postgres::Config = value
-            .parse()
-            .map_err(|_| "not a valid postgres:// URL".to_string())?;
-        config
-            .get_user()
+        shopstream_common::pg::user_of(value)
+            .map_err(|_| "not a valid postgres:// URL".to_string())?
             .ok_or_else(|| "the URL names no user".to_string())?
-            .to_string()
     } else {
         value.to_string()
     };
@@ -194,6 +190,7 @@ mod tests {
                 Ok("loader"),
             ),
             ("postgresql://reader@db/shop", Ok("reader")),
+            ("postgres://owner:s3cret@db/shop?sslmode=verify-full", Ok("owner")),
             ("postgres://db/shop", Err("names no user")),
             ("postgres://loader:s3cret@db:notaport/shop", Err("not a valid")),
             ("", Err("1 to 63 bytes")),

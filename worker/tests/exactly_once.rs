@@ -9,7 +9,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use shopstream_generator::summary::{Orders, Summary};
 use shopstream_testkit::{
-    ChildGuard, TestSchema, brokers, create_topic, database_url, free_addr, group_offsets, http_get,
+    ChildGuard, TestSchema, WarehouseRoles, brokers, create_topic, database_url, database_url_as, free_addr, group_offsets, http_get,
     http_get_within, pg, produce_raw, recreate_topic, unique, wait_until,
 };
 
@@ -1767,68 +1767,6 @@ async fn an_order_and_its_completion_loaded_at_once_by_two_workers_end_completed
     assert_eq!(status, "completed");
 }
 
-/// Three login roles for one scenario, as a DBA would make them: the
-/// migrator may create schemas in the database; the loader and the reader
-/// start with nothing. Dropped with all they own or were granted.
-struct Roles {
-    migrator: String,
-    loader: String,
-    reader: String,
-}
-
-impl Roles {
-    fn create(schema: &str) -> Self {
-        let roles = Self {
-            migrator: format!("{schema}_migrator"),
-            loader: format!("{schema}_loader"),
-            reader: format!("{schema}_reader"),
-        };
-        let db = database_config().get_dbname().unwrap_or("postgres").to_string();
-        pg().batch_execute(&format!(
-            "CREATE ROLE {m} LOGIN PASSWORD 'migrator-pw'; CREATE ROLE {l} LOGIN PASSWORD 'loader-pw';
-             CREATE ROLE {r} LOGIN PASSWORD 'reader-pw'; GRANT CREATE ON DATABASE \"{db}\" TO {m};",
-            m = roles.migrator,
-            l = roles.loader,
-            r = roles.reader,
-        ))
-        .unwrap();
-        roles
-    }
-
-    /// The test database's URL with this role and password.
-    fn url(role: &str, password: &str) -> String {
-        let base = database_config();
-        let host = match &base.get_hosts()[0] {
-            postgres::config::Host::Tcp(h) => h.clone(),
-            postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        format!(
-            "postgres://{role}:{password}@{host}:{}/{}",
-            base.get_ports().first().copied().unwrap_or(5432),
-            base.get_dbname().unwrap_or("postgres")
-        )
-    }
-}
-
-impl Drop for Roles {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            return; // kept with the schema for inspection
-        }
-        let sql = format!(
-            "DROP OWNED BY {m}, {l}, {r} CASCADE; DROP ROLE {m}, {l}, {r};",
-            m = self.migrator,
-            l = self.loader,
-            r = self.reader
-        );
-        let _ = std::thread::spawn(move || pg().batch_execute(&sql)).join();
-    }
-}
-
-fn database_config() -> postgres::Config {
-    database_url().parse().expect("a valid test database URL")
-}
-
 /// Run `statements` as the role of `url`; each must be refused for want of
 /// privilege (SQLSTATE 42501), not for any other reason.
 fn assert_refused(url: &str, statements: &[String]) {
@@ -1851,13 +1789,9 @@ fn assert_refused(url: &str, statements: &[String]) {
 async fn workers_load_exactly_as_a_role_with_only_the_loader_grants() {
     let sc = Scenario::new("w_roles", 2).await;
     let s = sc.schema.name.clone();
-    let roles = {
-        let s = s.clone();
-        blocking(move || Roles::create(&s)).await
-    };
-    let migrator_url = Roles::url(&roles.migrator, "migrator-pw");
-    let loader_url = Roles::url(&roles.loader, "loader-pw");
-    let reader_url = Roles::url(&roles.reader, "reader-pw");
+    let roles = WarehouseRoles::create(&s);
+    let url = |role: &str| database_url_as(role, &WarehouseRoles::password(role), "127.0.0.1", "");
+    let (migrator_url, loader_url, reader_url) = (url(&roles.migrator), url(&roles.loader), url(&roles.reader));
     let worker = env!("CARGO_BIN_EXE_shopstream-worker");
     let run = move |args: Vec<String>| {
         blocking(move || {

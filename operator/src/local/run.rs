@@ -6,7 +6,7 @@
 //! only how counts are applied (child processes) and observed (the process
 //! table).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -136,7 +136,7 @@ impl LocalRun {
                 source,
             })?;
         }
-        let src = Sources::open(&p, &secrets, &run_dir).await?;
+        let src = Sources::open(&p, &secrets).await?;
         let bin_dir = settings.bin_dir.clone().unwrap_or_else(super::default_bin_dir);
         say(&format!(
             "pipeline {name}: schema {}, group {}; binaries from {}; logs in {}",
@@ -480,28 +480,19 @@ impl Applier for Processes<'_> {
 
 impl Sources {
     /// Connect, ensure the topic, and note where it ends now.
-    async fn open(p: &Pipeline, secrets: &SecretStore, run_dir: &Path) -> Result<Self, LocalError> {
+    async fn open(p: &Pipeline, secrets: &SecretStore) -> Result<Self, LocalError> {
         let spec = &p.spec;
         let access = super::kafka_access(&spec.kafka, secrets)?;
         let schema =
             SchemaName::parse(&spec.warehouse.schema).map_err(|e| LocalError::Invalid(e.to_string()))?;
         // The runtime reads offsets and audits as the workers' role, verifying
         // the server as they do.
-        let ca_file = match &spec.warehouse.ca_secret_ref {
-            Some(ca) => {
-                let path = run_dir.join("warehouse-ca.crt");
-                std::fs::write(&path, secrets.get(&ca.name, &ca.key)?).map_err(|source| {
-                    LocalError::RunDir {
-                        path: path.display().to_string(),
-                        source,
-                    }
-                })?;
-                Some(path.display().to_string())
-            }
+        let ca = match &spec.warehouse.ca_secret_ref {
+            Some(ca) => Some(secrets.get(&ca.name, &ca.key)?),
             None => None,
         };
         let w = &spec.warehouse.connection_secret_ref;
-        let db = DbSettings::parse(&secrets.get(&w.name, &w.key)?, "shopstream-local", ca_file)?;
+        let db = DbSettings::parse_with_ca_pem(&secrets.get(&w.name, &w.key)?, "shopstream-local", ca)?;
         let topic = p.topic();
         let kafka = RdKafkaOps::new(Duration::from_secs(10));
         let change = kafka

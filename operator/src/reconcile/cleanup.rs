@@ -109,9 +109,14 @@ async fn forget_stored_offsets<K: KafkaOps>(
         &w.connection_secret_ref.key,
     )
     .await?;
+    let ca = match &w.ca_secret_ref {
+        Some(ca) => Some(secret_value(&secrets, &ca.name, &ca.key).await?),
+        None => None,
+    };
     let schema = SchemaName::parse(&w.schema).map_err(|e| Error::Invalid(e.to_string()))?;
     let cleared = warehouse_ops::forget_offsets(
         &url,
+        ca,
         &schema,
         &builders::worker_group(p),
         topic,

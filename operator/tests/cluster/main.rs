@@ -23,3 +23,4 @@ mod harness;
 mod helm;
 mod lifecycle;
 mod scale;
+mod secrets;
