@@ -182,7 +182,11 @@ impl DbSettings {
     }
 
     /// The same with the CA bundle as PEM text instead of a file.
-    pub fn parse_with_ca_pem(url: &str, application_name: &str, ca_pem: Option<String>) -> Result<Self, DbError> {
+    pub fn parse_with_ca_pem(
+        url: &str,
+        application_name: &str,
+        ca_pem: Option<String>,
+    ) -> Result<Self, DbError> {
         Self::build(url, application_name, ca_pem.map(Ca::Pem))
     }
 

@@ -150,7 +150,7 @@ fn a_wrong_password_fails_fast_naming_the_listener_and_the_cause() {
 fn an_unknown_ca_fails_fast_naming_the_listener_and_the_cause() {
     let broker = secured_broker();
     let run = run_local(Access::Tls {
-        ca_pem: &another_ca(),
+        ca_pem: &shopstream_testkit::foreign_ca_pem(),
     });
     assert!(
         !run.output.status.success(),
@@ -213,31 +213,4 @@ fn the_generator_and_the_worker_exit_non_zero_on_a_refused_login() {
         assert_no_secret(&err, &wrong);
         assert_no_secret(&String::from_utf8_lossy(&out.stdout), &wrong);
     }
-}
-
-/// A self-signed CA that did not sign the broker's certificate.
-fn another_ca() -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let (key, crt) = (dir.path().join("ca.key"), dir.path().join("ca.crt"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=not-the-broker-ca",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (installed by scripts/dev-deps.sh)");
-    assert!(status.success());
-    std::fs::read_to_string(crt).unwrap()
 }

@@ -43,7 +43,8 @@ fn a_pipeline_with_separate_roles_over_tls_loads_exactly_and_leaks_no_secret() {
             "sslmode=verify-full",
         )
     };
-    let ca = std::fs::read_to_string(database_ca_file()).expect("the test PostgreSQL's CA (scripts/dev-deps.sh)");
+    let ca =
+        std::fs::read_to_string(database_ca_file()).expect("the test PostgreSQL's CA (scripts/dev-deps.sh)");
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("pipeline.yaml");
     std::fs::write(
@@ -88,7 +89,14 @@ spec:
             .env("SHOPSTREAM_SECRET_DASH_TOKEN", &token)
             .args(["--status-file"])
             .arg(&status)
-            .args(["--duration", "8s", "--report-interval", "1s", "--drain-timeout", "90s"])
+            .args([
+                "--duration",
+                "8s",
+                "--report-interval",
+                "1s",
+                "--drain-timeout",
+                "90s",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -130,26 +138,38 @@ spec:
         http_get(&dashboard, "/metrics").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
     });
     let page = http_get(&dashboard, "/").unwrap_or_default();
-    assert!(page.starts_with("HTTP/1.1 401"), "the page asks for the token: {page}");
+    assert!(
+        page.starts_with("HTTP/1.1 401"),
+        "the page asks for the token: {page}"
+    );
     // The readiness probe reads the schema through the dashboard's pool.
     wait_until(Duration::from_secs(30), || {
         tls_sessions(&roles.loader) > 0
             && http_get(&dashboard, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
     });
-    assert!(tls_sessions(&roles.reader) > 0, "the dashboard reads as the reader, over TLS");
+    assert!(
+        tls_sessions(&roles.reader) > 0,
+        "the dashboard reads as the reader, over TLS"
+    );
     scraped.push_str(&http_get(&dashboard, "/metrics").unwrap_or_default());
     let mut worker_metrics = String::new();
     wait_until(Duration::from_secs(30), || {
         let doc: Option<serde_json::Value> = std::fs::read_to_string(&status)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-        if let Some(addr) = doc.as_ref().and_then(|d| d["workers"][0]["metrics_addr"].as_str()) {
+        if let Some(addr) = doc
+            .as_ref()
+            .and_then(|d| d["workers"][0]["metrics_addr"].as_str())
+        {
             worker_metrics = addr.to_string();
         }
         !worker_metrics.is_empty()
     });
     scraped.push_str(&http_get(&worker_metrics, "/metrics").unwrap_or_default());
-    assert!(scraped.contains("shopstream_worker"), "the worker's metrics were read");
+    assert!(
+        scraped.contains("shopstream_worker"),
+        "the worker's metrics were read"
+    );
 
     let exit = child.wait_timeout(Duration::from_secs(180));
     for r in readers {
@@ -183,7 +203,10 @@ spec:
     for entry in std::fs::read_dir(run_dir.join("logs")).unwrap().flatten() {
         everything.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
     }
-    assert!(everything.contains("schema current"), "the init container's log is there");
+    assert!(
+        everything.contains("schema current"),
+        "the init container's log is there"
+    );
     assert!(
         everything.contains(&format!("{}@localhost", roles.loader)),
         "the workers' logs name their warehouse (without the password)"
@@ -192,7 +215,10 @@ spec:
         ("the SCRAM password", broker.password.clone()),
         ("the loader's password", WarehouseRoles::password(&roles.loader)),
         ("the reader's password", WarehouseRoles::password(&roles.reader)),
-        ("the migrator's password", WarehouseRoles::password(&roles.migrator)),
+        (
+            "the migrator's password",
+            WarehouseRoles::password(&roles.migrator),
+        ),
         ("the dashboard token", token.clone()),
     ];
     for (what, value) in secrets {

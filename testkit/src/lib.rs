@@ -336,7 +336,11 @@ pub fn database_url_as(role: &str, password: &str, host: &str, query: &str) -> S
 fn url_for(user: &str, password: Option<&str>, host: &str, query: &str) -> String {
     let config: postgres::Config = database_url().parse().expect("a valid test database URL");
     let password = password.map(|p| format!(":{p}")).unwrap_or_default();
-    let query = if query.is_empty() { String::new() } else { format!("?{query}") };
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
     format!(
         "postgres://{user}{password}@{host}:{}/{}{query}",
         config.get_ports().first().copied().unwrap_or(5432),
@@ -366,9 +370,15 @@ impl WarehouseRoles {
         let db = config.get_dbname().unwrap_or("postgres").to_string();
         let mut sql = String::new();
         for role in [&roles.migrator, &roles.loader, &roles.reader] {
-            sql.push_str(&format!("CREATE ROLE {role} LOGIN PASSWORD '{}';", Self::password(role)));
+            sql.push_str(&format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{}';",
+                Self::password(role)
+            ));
         }
-        sql.push_str(&format!("GRANT CREATE ON DATABASE \"{db}\" TO {};", roles.migrator));
+        sql.push_str(&format!(
+            "GRANT CREATE ON DATABASE \"{db}\" TO {};",
+            roles.migrator
+        ));
         // On a thread of its own: callers may be on an async runtime.
         std::thread::spawn(move || pg().batch_execute(&sql))
             .join()

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use shopstream_generator::summary::{Orders, Summary};
 use shopstream_testkit::{
-    ChildGuard, TestSchema, WarehouseRoles, brokers, create_topic, database_url, database_url_as, free_addr, group_offsets, http_get,
-    http_get_within, pg, produce_raw, recreate_topic, unique, wait_until,
+    ChildGuard, TestSchema, WarehouseRoles, brokers, create_topic, database_url, database_url_as, free_addr,
+    group_offsets, http_get, http_get_within, pg, produce_raw, recreate_topic, unique, wait_until,
 };
 
 const LOAD_TIMEOUT: Duration = Duration::from_secs(180);
@@ -1791,7 +1791,8 @@ async fn workers_load_exactly_as_a_role_with_only_the_loader_grants() {
     let s = sc.schema.name.clone();
     let roles = WarehouseRoles::create(&s);
     let url = |role: &str| database_url_as(role, &WarehouseRoles::password(role), "127.0.0.1", "");
-    let (migrator_url, loader_url, reader_url) = (url(&roles.migrator), url(&roles.loader), url(&roles.reader));
+    let (migrator_url, loader_url, reader_url) =
+        (url(&roles.migrator), url(&roles.loader), url(&roles.reader));
     let worker = env!("CARGO_BIN_EXE_shopstream-worker");
     let run = move |args: Vec<String>| {
         blocking(move || {

@@ -209,6 +209,10 @@ mod tests {
                 "kafka-ca".to_string(),
                 map(&[("ca.pem", "-----BEGIN CERTIFICATE-----")]),
             ),
+            (
+                "owner".to_string(),
+                map(&[("url", "postgres://owner@127.0.0.1/shop")]),
+            ),
         ]))
     }
 
@@ -278,6 +282,55 @@ spec:
             .collect();
         let proc_vars: Vec<String> = spec.env.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(pod_vars, proc_vars);
+    }
+
+    #[test]
+    fn init_containers_become_processes_that_run_first() {
+        let p = pipeline(&SECURE.replace(
+            "warehouse: {connectionSecretRef: {name: warehouse, key: url}, schema: shop}",
+            "warehouse: {connectionSecretRef: {name: warehouse, key: url}, schema: shop,
+               migratorSecretRef: {name: owner, key: url}, caSecretRef: {name: kafka-ca, key: ca.pem}}",
+        ));
+        let d = builders::worker_deployment(&p, 1, "img");
+        let store = secrets();
+        let at = Placement {
+            bin_dir: Path::new("/opt/bin"),
+            run_dir: Path::new("/run/x"),
+            run_id: "r1",
+            slot: 0,
+            metrics_port: 0,
+        };
+        let init = init_processes(&d, &store, &at).unwrap();
+        assert_eq!(init.len(), 1);
+        let m = &init[0];
+        assert_eq!(m.name, "shop-worker-r1-0-migrate");
+        assert_eq!(m.program, Path::new("/opt/bin/shopstream-worker"));
+        let cases = [
+            (envvar::MIGRATE_ONLY, "true"),
+            (envvar::DATABASE_URL, "postgres://owner@127.0.0.1/shop"),
+            (envvar::GRANT_LOADER, "postgres://postgres@127.0.0.1/shop"),
+            (
+                envvar::DATABASE_CA_FILE,
+                "/run/x/volumes/shop-worker-r1-0-migrate/warehouse-ca/ca.crt",
+            ),
+        ];
+        for (var, want) in cases {
+            assert_eq!(m.env_value(var), Some(want), "{var}");
+        }
+        assert_eq!(
+            m.env_value(envvar::KAFKA_SASL_PASSWORD),
+            None,
+            "no Kafka credentials"
+        );
+        // The loading process itself gets the loader's URL, never the owner's.
+        let main = translate(&d, &store, &at).unwrap();
+        assert_eq!(
+            main.env_value(envvar::DATABASE_URL),
+            Some("postgres://postgres@127.0.0.1/shop")
+        );
+        // Without a migrator there is nothing to run first.
+        let plain = builders::worker_deployment(&pipeline(SECURE), 1, "img");
+        assert!(init_processes(&plain, &secrets(), &at).unwrap().is_empty());
     }
 
     #[test]

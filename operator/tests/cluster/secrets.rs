@@ -44,10 +44,19 @@ fn e2e_secret_values_stay_out_of_logs_status_events_objects_and_metrics() {
     );
     // Trust authentication takes any password: the operator's own warehouse
     // call (clearing the stored offsets on delete) works with the loader's URL.
-    let loader = shopstream_testkit::database_url().replacen("://postgres@", &format!("://postgres:{loader_pw}@"), 1);
-    assert_ne!(loader, shopstream_testkit::database_url(), "the test URL names the postgres user");
+    let loader =
+        shopstream_testkit::database_url().replacen("://postgres@", &format!("://postgres:{loader_pw}@"), 1);
+    assert_ne!(
+        loader,
+        shopstream_testkit::database_url(),
+        "the test URL names the postgres user"
+    );
     let url_as = |user: &str, pw: &str| shopstream_testkit::database_url_as(user, pw, "127.0.0.1", "");
-    secret(&ns.name, "kafka-user", &[("username", &broker.username), ("password", &broker.password)]);
+    secret(
+        &ns.name,
+        "kafka-user",
+        &[("username", &broker.username), ("password", &broker.password)],
+    );
     secret(&ns.name, "wh-loader", &[("url", &loader)]);
     secret(&ns.name, "wh-reader", &[("url", &url_as("reader", &reader_pw))]);
     secret(&ns.name, "wh-owner", &[("url", &url_as("owner", &owner_pw))]);
@@ -76,7 +85,11 @@ spec:
     let p = wait_ready(&ns.name, "shop", &op);
     assert_eq!(topic_partitions(&topic), Some(2), "the topic was made over SASL");
     let (status, reason, message) = condition(&p, "LeastPrivilege").expect("a LeastPrivilege condition");
-    assert_eq!((status.as_str(), reason.as_str()), ("True", "SeparateRoles"), "{message}");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "SeparateRoles"),
+        "{message}"
+    );
 
     // The migrator's Secret reaches the init container alone.
     let worker: Value = kubectl_json(&["get", "deployment", "shop-worker", "-n", &ns.name]);
@@ -86,20 +99,35 @@ spec:
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|e| e["valueFrom"]["secretKeyRef"]["name"].as_str().map(str::to_string))
+            .filter_map(|e| {
+                e["valueFrom"]["secretKeyRef"]["name"]
+                    .as_str()
+                    .map(str::to_string)
+            })
             .collect()
     };
-    assert_eq!(refs(&pod["initContainers"][0]), ["wh-owner", "wh-loader", "wh-reader"]);
+    assert_eq!(
+        refs(&pod["initContainers"][0]),
+        ["wh-owner", "wh-loader", "wh-reader"]
+    );
     assert!(!refs(&pod["containers"][0]).contains(&"wh-owner".to_string()));
 
     // A spec change rolls the Deployments again.
-    patch_pipeline(&ns.name, "shop", r#"{"spec":{"generator":{"eventsPerSecond":150}}}"#);
+    patch_pipeline(
+        &ns.name,
+        "shop",
+        r#"{"spec":{"generator":{"eventsPerSecond":150}}}"#,
+    );
     wait_ready(&ns.name, "shop", &op);
     let mut seen = everything_in(&ns.name);
     seen.push_str(&shopstream_testkit::http_get(&op.metrics_addr, "/metrics").unwrap_or_default());
 
     kubectl_ok(&["delete", "pipeline", "shop", "-n", &ns.name, "--timeout=60s"]);
-    assert_eq!(topic_partitions(&topic), None, "the finalizer deleted the topic over SASL");
+    assert_eq!(
+        topic_partitions(&topic),
+        None,
+        "the finalizer deleted the topic over SASL"
+    );
     seen.push_str(&kubectl_ok(&["get", "events", "-n", &ns.name, "-o", "json"]));
     seen.push_str(&shopstream_testkit::http_get(&op.metrics_addr, "/metrics").unwrap_or_default());
     seen.push_str(&op.log());
