@@ -144,11 +144,7 @@ pub fn migrate(client: &mut impl GenericClient, schema: &SchemaName) -> Result<V
         return Ok(Vec::new());
     }
     let mut tx = client.transaction().map_err(sql_err("begin"))?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-        &[&LOCK_CLASS, &schema.as_str()],
-    )
-    .map_err(sql_err("advisory lock"))?;
+    lock(&mut tx, schema).map_err(sql_err("advisory lock"))?;
     // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the
     // schema exists; a DBA may have made it for the migrator, so ask first.
     let exists: bool = tx
@@ -240,28 +236,43 @@ fn pending(schema: &SchemaName, applied: &[(i32, String)]) -> Result<Vec<&'stati
     Ok(todo)
 }
 
+/// Serialise everyone who changes the schema or its grants (migrations,
+/// [`grant`]) until the transaction ends.
+fn lock(tx: &mut postgres::Transaction<'_>, schema: &SchemaName) -> Result<(), postgres::Error> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&LOCK_CLASS, &schema.as_str()],
+    )
+    .map(|_| ())
+}
+
 /// Give roles their rights on the schema (migrations 0012 and 0013); run by
-/// the schema's owner after [`migrate`].
+/// the schema's owner after [`migrate`]. Under the migrations' advisory lock:
+/// PostgreSQL fails concurrent GRANTs on the same object ("tuple concurrently
+/// updated"), and every worker pod's init container grants at start.
 pub fn grant(
     client: &mut impl GenericClient,
     schema: &SchemaName,
-    role: &str,
-    kind: Grant,
+    grants: &[(String, Grant)],
 ) -> Result<(), MigrateError> {
-    let function = match kind {
-        Grant::Loader => "grant_loader",
-        Grant::Reader => "grant_reader",
-    };
-    client
-        .execute(
+    let sql_err = |step: String| move |source| MigrateError::from_sql(schema, step, source);
+    let mut tx = client.transaction().map_err(sql_err("begin".into()))?;
+    lock(&mut tx, schema).map_err(sql_err("advisory lock".into()))?;
+    for (role, kind) in grants {
+        let function = match kind {
+            Grant::Loader => "grant_loader",
+            Grant::Reader => "grant_reader",
+        };
+        tx.execute(
             &format!(
                 "SELECT {}.{function}(quote_ident($1::text)::regrole)",
                 schema.quoted()
             ),
-            &[&role],
+            &[role],
         )
-        .map(|_| ())
-        .map_err(|source| MigrateError::from_sql(schema, format!("{function}({role})"), source))
+        .map_err(sql_err(format!("{function}({role})")))?;
+    }
+    tx.commit().map_err(sql_err("commit".into()))
 }
 
 /// Which rights [`grant`] gives.

@@ -232,9 +232,7 @@ async fn migrate_only(cli: Cli) -> Result<(), WorkerError> {
                 return Ok(());
             };
             let applied = migrate::migrate(&mut client, &cli.schema)?;
-            for (role, kind) in &grants {
-                migrate::grant(&mut client, &cli.schema, role, *kind)?;
-            }
+            migrate::grant(&mut client, &cli.schema, &grants)?;
             tracing::info!(
                 schema = %cli.schema, versions = ?applied,
                 grants = ?grants.iter().map(|(r, k)| format!("{k:?}:{r}")).collect::<Vec<_>>(),

@@ -1823,27 +1823,35 @@ async fn workers_load_exactly_as_a_role_with_only_the_loader_grants() {
         "{err}"
     );
 
-    // The owner migrates and grants; a second run finds nothing to do.
-    for _ in 0..2 {
-        let out = run(vec![
-            "--migrate-only".into(),
-            "--database-url".into(),
-            migrator_url.clone(),
-            "--schema".into(),
-            s.clone(),
-            "--grant-loader".into(),
-            loader_url.clone(),
-            "--grant-reader".into(),
-            roles.reader.clone(),
-        ])
-        .await;
+    // The owner migrates and grants; then, as every worker pod's init
+    // container does at once, four more runs find the schema current and
+    // grant again side by side.
+    let migrate_only = vec![
+        "--migrate-only".to_string(),
+        "--database-url".into(),
+        migrator_url.clone(),
+        "--schema".into(),
+        s.clone(),
+        "--grant-loader".into(),
+        loader_url.clone(),
+        "--grant-reader".into(),
+        roles.reader.clone(),
+    ];
+    let mut outs = vec![run(migrate_only.clone()).await];
+    let together: Vec<_> = (0..4).map(|_| tokio::spawn(run(migrate_only.clone()))).collect();
+    for handle in together {
+        outs.push(handle.await.unwrap());
+    }
+    for out in outs {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
         assert!(err.contains("schema current"), "{err}");
-        assert!(
-            !err.contains("loader-pw") && !err.contains("migrator-pw"),
-            "no password in the log: {err}"
-        );
+        for role in [&roles.loader, &roles.migrator] {
+            assert!(
+                !err.contains(&WarehouseRoles::password(role)),
+                "no password in the log: {err}"
+            );
+        }
     }
 
     let summary = sc.produce(20_000, 0, LIFECYCLE).await;
