@@ -323,8 +323,12 @@ pub fn database_ca_file() -> String {
 /// The test database's URL with another host name and query, e.g.
 /// `("localhost", "sslmode=verify-full")`; the user and database stay.
 pub fn database_url_via(host: &str, query: &str) -> String {
-    let config: postgres::Config = database_url().parse().expect("a valid test database URL");
+    let config = database_config();
     url_for(config.get_user().unwrap_or("postgres"), None, host, query)
+}
+
+fn database_config() -> postgres::Config {
+    database_url().parse().expect("a valid test database URL")
 }
 
 /// The test database's URL as `role` with `password`, via `host` (`query`
@@ -334,7 +338,7 @@ pub fn database_url_as(role: &str, password: &str, host: &str, query: &str) -> S
 }
 
 fn url_for(user: &str, password: Option<&str>, host: &str, query: &str) -> String {
-    let config: postgres::Config = database_url().parse().expect("a valid test database URL");
+    let config = database_config();
     let password = password.map(|p| format!(":{p}")).unwrap_or_default();
     let query = if query.is_empty() {
         String::new()
@@ -366,7 +370,7 @@ impl WarehouseRoles {
             loader: format!("{prefix}_loader"),
             reader: format!("{prefix}_reader"),
         };
-        let config: postgres::Config = database_url().parse().expect("a valid test database URL");
+        let config = database_config();
         let db = config.get_dbname().unwrap_or("postgres").to_string();
         let mut sql = String::new();
         for role in [&roles.migrator, &roles.loader, &roles.reader] {

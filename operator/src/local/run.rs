@@ -121,6 +121,7 @@ impl LocalRun {
         let p = super::load_pipeline(&settings.file)?;
         let name = p.metadata.name.clone().unwrap_or_default();
         let secrets = SecretStore::load(settings.secrets.as_deref())?;
+        let src = Sources::open(&p, &secrets).await?;
         let run_dir = match &settings.run_dir {
             Some(d) => d.clone(),
             None => std::env::temp_dir().join(format!(
@@ -136,7 +137,6 @@ impl LocalRun {
                 source,
             })?;
         }
-        let src = Sources::open(&p, &secrets).await?;
         let bin_dir = settings.bin_dir.clone().unwrap_or_else(super::default_bin_dir);
         say(&format!(
             "pipeline {name}: schema {}, group {}; binaries from {}; logs in {}",

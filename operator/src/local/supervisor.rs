@@ -208,19 +208,12 @@ pub fn run_to_end(spec: &ProcessSpec, log_dir: &Path) -> Result<(), LocalError> 
         return Ok(());
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let tail: Vec<&str> = text
-        .lines()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let lines: Vec<&str> = text.lines().collect();
     Err(LocalError::Init(format!(
         "{} failed ({status}); see {}: {}",
         spec.name,
         log.display(),
-        tail.join(" | ")
+        lines[lines.len().saturating_sub(5)..].join(" | ")
     )))
 }
 

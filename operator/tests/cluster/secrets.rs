@@ -44,14 +44,8 @@ fn e2e_secret_values_stay_out_of_logs_status_events_objects_and_metrics() {
     );
     // Trust authentication takes any password: the operator's own warehouse
     // call (clearing the stored offsets on delete) works with the loader's URL.
-    let loader =
-        shopstream_testkit::database_url().replacen("://postgres@", &format!("://postgres:{loader_pw}@"), 1);
-    assert_ne!(
-        loader,
-        shopstream_testkit::database_url(),
-        "the test URL names the postgres user"
-    );
     let url_as = |user: &str, pw: &str| shopstream_testkit::database_url_as(user, pw, "127.0.0.1", "");
+    let loader = url_as("postgres", &loader_pw);
     secret(
         &ns.name,
         "kafka-user",
